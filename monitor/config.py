@@ -1,0 +1,284 @@
+"""Read and validate feeds.yaml into frozen dataclasses, reporting every problem at once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import ConfigError
+
+SECTIONS = ("news", "opinion")
+SCOPES = ("national", "regional", "international")
+FEED_KINDS = ("feed",)
+DEFAULT_USER_AGENT = "smear-monitor/0.1 (+https://github.com/; human-rights press monitoring)"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """How to fetch: timeouts, size cap, politeness."""
+
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 20.0
+    max_bytes: int = 10_000_000
+    user_agent: str = DEFAULT_USER_AGENT
+    retries: int = 2
+    concurrency: int = 8
+    per_host_delay_s: float = 1.0
+    max_entries_per_feed: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One feed of an outlet."""
+
+    id: str
+    outlet_id: str
+    url: str
+    section: str
+    kind: str = "feed"
+    language: str = "es"
+    columnist: str = ""
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    verified: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outlet:
+    """A news outlet and its feeds."""
+
+    id: str
+    name: str
+    feeds: tuple[Feed, ...]
+    homepage: str = ""
+    scope: str = "national"
+    state: str = ""
+    country: str = "MX"
+    language: str = "es"
+    tags: tuple[str, ...] = ()
+    columnists: tuple[str, ...] = ()
+    enabled: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated feeds.yaml."""
+
+    source: str
+    outlets: tuple[Outlet, ...]
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+
+    def enabled_feeds(self) -> list[tuple[Outlet, Feed]]:
+        """Every enabled feed of every enabled outlet, in file order."""
+        return [(o, f) for o in self.outlets if o.enabled for f in o.feeds if f.enabled]
+
+
+def slugify(text: str) -> str:
+    """Lower-case ASCII slug of ``text`` ("La Jornada" -> "la-jornada")."""
+    import unicodedata
+
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+class _Checker:
+    """Collects problems with their locations while reading plain YAML data."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def mapping(self, value: Any, where: str, allowed: dict[str, type | tuple[type, ...]],
+                required: tuple[str, ...] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(where, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.fail(f"{where}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        for key in required:
+            if key not in value or value[key] in (None, ""):
+                self.fail(f"{where}.{key}", "is required")
+        out = {}
+        for key, types in allowed.items():
+            if key in value and value[key] is not None:
+                v = value[key]
+                if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+                    self.fail(f"{where}.{key}", f"must be {_type_name(types)}, got a boolean")
+                elif not isinstance(v, types):
+                    self.fail(f"{where}.{key}", f"must be {_type_name(types)}, got {type(v).__name__}")
+                else:
+                    out[key] = v
+        return out
+
+    def choice(self, value: str, where: str, choices: tuple[str, ...]) -> None:
+        if value not in choices:
+            self.fail(where, f"must be one of {', '.join(choices)}, got {value!r}")
+
+    def url(self, value: str, where: str) -> None:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.fail(where, f"must be http(s), got {value!r}")
+
+    def str_list(self, value: Any, where: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(where, "must be a list of strings")
+            return ()
+        return tuple(value)
+
+
+def _type_name(types: type | tuple[type, ...]) -> str:
+    names = {str: "a string", bool: "true/false", int: "an integer", float: "a number",
+             list: "a list", dict: "a mapping"}
+    tt = types if isinstance(types, tuple) else (types,)
+    if set(tt) == {int, float}:
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in tt)
+
+
+_FETCH_KEYS: dict[str, type | tuple[type, ...]] = {
+    "connect_timeout_s": (int, float), "read_timeout_s": (int, float), "timeout_s": (int, float),
+    "max_bytes": int, "user_agent": str, "retries": int, "concurrency": int,
+    "per_host_delay_s": (int, float), "max_entries_per_feed": int,
+}
+_DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {"language": str, "country": str, **_FETCH_KEYS}
+_OUTLET_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "id": str, "homepage": str, "scope": str, "state": str, "country": str,
+    "language": str, "tags": list, "columnists": list, "enabled": bool, "note": str, "feeds": list,
+}
+_FEED_KEYS: dict[str, type | tuple[type, ...]] = {
+    "url": str, "section": str, "kind": str, "language": str, "columnist": str, "tags": list,
+    "enabled": bool, "verified": bool, "note": str,
+}
+
+
+def parse_config(data: Any, source: str = "feeds.yaml") -> Config:
+    """Validate parsed YAML ``data`` and build a :class:`Config`.
+
+    Raises:
+        ConfigError: listing every problem, each with its location.
+    """
+    c = _Checker()
+    top = c.mapping(data, "(top level)", {"version": int, "defaults": dict, "outlets": list},
+                    required=("outlets",))
+    if isinstance(data, dict) and data.get("version", 1) != 1:
+        c.fail("version", f"unsupported version {data.get('version')!r} (this monitor reads version 1)")
+    defaults = c.mapping(top.get("defaults", {}), "defaults", _DEFAULT_KEYS)
+    fetch = _fetch_settings(defaults, c)
+    for key in ("connect_timeout_s", "read_timeout_s", "timeout_s", "per_host_delay_s"):
+        if key in defaults and defaults[key] < 0:
+            c.fail(f"defaults.{key}", "must not be negative")
+    for key in ("max_bytes", "concurrency", "max_entries_per_feed"):
+        if key in defaults and defaults[key] < 1:
+            c.fail(f"defaults.{key}", "must be at least 1")
+    outlets: list[Outlet] = []
+    seen_ids: dict[str, str] = {}
+    seen_urls: dict[str, str] = {}
+    raw_outlets = top.get("outlets", [])
+    if isinstance(raw_outlets, list) and not raw_outlets and "outlets" in top:
+        c.fail("outlets", "is empty: list at least one outlet")
+    for i, raw in enumerate(raw_outlets):
+        where = f"outlets[{i}]"
+        o = c.mapping(raw, where, _OUTLET_KEYS, required=("name", "feeds"))
+        if not o and not isinstance(raw, dict):
+            continue
+        name = o.get("name", f"outlet-{i}")
+        oid = o.get("id") or slugify(name)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", oid):
+            c.fail(f"{where}.id", f"must be a lower-case slug (a-z, 0-9, -), got {oid!r}")
+        if oid in seen_ids:
+            c.fail(f"{where}.id", f"duplicate outlet id {oid!r} (also {seen_ids[oid]})")
+        seen_ids[oid] = where
+        if "homepage" in o:
+            c.url(o["homepage"], f"{where}.homepage")
+        scope = o.get("scope", "national")
+        c.choice(scope, f"{where}.scope", SCOPES)
+        language = o.get("language", defaults.get("language", "es"))
+        feeds: list[Feed] = []
+        raw_feeds = o.get("feeds", [])
+        if "feeds" in o and not raw_feeds:
+            c.fail(f"{where}.feeds", "is empty: list at least one feed")
+        for j, rf in enumerate(raw_feeds):
+            fw = f"{where}.feeds[{j}]"
+            f = c.mapping(rf, fw, _FEED_KEYS, required=("url", "section"))
+            if "url" in f:
+                c.url(f["url"], f"{fw}.url")
+                if f["url"] in seen_urls:
+                    c.fail(f"{fw}.url", f"duplicate feed url (also {seen_urls[f['url']]})")
+                seen_urls[f["url"]] = fw
+            if "section" in f:
+                c.choice(f["section"], f"{fw}.section", SECTIONS)
+            kind = f.get("kind", "feed")
+            c.choice(kind, f"{fw}.kind", FEED_KINDS)
+            feeds.append(Feed(
+                id=feed_id(oid, f.get("section", "news"), f.get("url", "")), outlet_id=oid, url=f.get("url", ""), section=f.get("section", "news"),
+                kind=kind, language=f.get("language", language), columnist=f.get("columnist", ""),
+                tags=c.str_list(f.get("tags"), f"{fw}.tags"), enabled=f.get("enabled", True),
+                verified=f.get("verified", False), note=f.get("note", ""),
+            ))
+        outlets.append(Outlet(
+            id=oid, name=name, feeds=tuple(feeds), homepage=o.get("homepage", ""), scope=scope,
+            state=o.get("state", ""), country=o.get("country", defaults.get("country", "MX")),
+            language=language, tags=c.str_list(o.get("tags"), f"{where}.tags"),
+            columnists=c.str_list(o.get("columnists"), f"{where}.columnists"),
+            enabled=o.get("enabled", True), note=o.get("note", ""),
+        ))
+    if c.problems:
+        raise ConfigError(source, c.problems)
+    return Config(source=source, outlets=tuple(outlets), fetch=fetch)
+
+
+def _fetch_settings(defaults: dict[str, Any], c: _Checker) -> FetchSettings:
+    base = FetchSettings()
+    timeout = defaults.get("timeout_s")
+    return FetchSettings(
+        connect_timeout_s=float(defaults.get("connect_timeout_s", min(base.connect_timeout_s, timeout or 1e9))),
+        read_timeout_s=float(defaults.get("read_timeout_s", timeout if timeout is not None else base.read_timeout_s)),
+        max_bytes=defaults.get("max_bytes", base.max_bytes),
+        user_agent=defaults.get("user_agent", base.user_agent),
+        retries=defaults.get("retries", base.retries),
+        concurrency=defaults.get("concurrency", base.concurrency),
+        per_host_delay_s=float(defaults.get("per_host_delay_s", base.per_host_delay_s)),
+        max_entries_per_feed=defaults.get("max_entries_per_feed", base.max_entries_per_feed),
+    )
+
+
+def feed_id(outlet_id: str, section: str, url: str) -> str:
+    """Stable, readable feed id: outlet, section and a short hash of the URL."""
+    import hashlib
+
+    return f"{outlet_id}/{section}-{hashlib.sha256(url.encode()).hexdigest()[:6]}"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a feeds.yaml file.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or invalid (every problem listed).
+    """
+    p = Path(path)
+    name = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(name, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(name, [f"cannot read: {e}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(parse)"
+        raise ConfigError(name, [f"{where}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
+    return parse_config(data, name)

@@ -1,0 +1,1 @@
+"""Offline demo news site (fictional Mexican outlets with RSS/Atom feeds) for tests and demos."""

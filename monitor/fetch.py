@@ -1,0 +1,198 @@
+"""Fetch URLs over HTTP(S) with httpx: raw bytes and headers, size cap, retries, politeness."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+from .config import FetchSettings
+from .errors import FetchError
+from .models import Fetched
+
+LOGGER = logging.getLogger(__name__)
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_RETRY_AFTER_S = 120.0
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 with a trailing Z (microseconds kept)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class HostPacer:
+    """Keeps at least ``delay_s`` between the starts of two requests to the same host."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+        self._lock = threading.Lock()
+        self._next_slot: dict[str, float] = {}
+
+    def wait(self, url: str) -> None:
+        """Block until this host may receive another request."""
+        if self.delay_s <= 0:
+            return
+        host = urlsplit(url).netloc.lower()
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot.get(host, 0.0))
+            self._next_slot[host] = slot + self.delay_s
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class Fetcher:
+    """A reusable HTTP client applying the configured timeouts, size cap and retries."""
+
+    def __init__(self, settings: FetchSettings, transport: httpx.BaseTransport | None = None):
+        self.settings = settings
+        self.pacer = HostPacer(settings.per_host_delay_s)
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+            follow_redirects=True,
+            max_redirects=10,
+            headers={"User-Agent": settings.user_agent, "Accept-Language": "es-MX,es;q=0.9,en;q=0.5",
+                     # only encodings decode_body() can undo, so the raw bytes stay readable
+                     "Accept-Encoding": "gzip, deflate"},
+            transport=transport,
+            trust_env=False,
+        )
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self.client.close()
+
+    def __enter__(self) -> "Fetcher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fetch(self, url: str, headers: dict[str, str] | None = None) -> Fetched:
+        """GET ``url`` and return the response as served, retrying transient failures.
+
+        Args:
+            url: absolute http(s) URL.
+            headers: extra request headers (e.g. If-None-Match for conditional GET).
+
+        Returns:
+            The response; 304 responses come back with an empty body. 4xx/5xx raise.
+
+        Raises:
+            FetchError: refused/timeout/too large/HTTP error, with ``kind`` set.
+        """
+        attempts = self.settings.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                result = self._fetch_once(url, headers or {})
+            except FetchError as e:
+                if e.kind in ("timeout", "connection") and attempt < attempts:
+                    self._backoff(url, attempt, e)
+                    continue
+                raise
+            if result.status in RETRY_STATUSES and attempt < attempts:
+                self._backoff(url, attempt, None, result.header("Retry-After"))
+                continue
+            if result.status >= 400:
+                raise FetchError(url, "http", f"HTTP {result.status}", status=result.status)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, url: str, attempt: int, error: FetchError | None, retry_after: str = "") -> None:
+        delay = min(2.0 ** (attempt - 1), 30.0)
+        parsed = _parse_retry_after(retry_after)
+        if parsed is not None:
+            delay = min(parsed, MAX_RETRY_AFTER_S)
+        LOGGER.info("retrying %s in %.1fs (attempt %s): %s", url, delay, attempt + 1, error or "server asked to retry")
+        time.sleep(delay)
+
+    def _fetch_once(self, url: str, headers: dict[str, str]) -> Fetched:
+        self.pacer.wait(url)
+        captured_at = utc_now()
+        started = time.monotonic()
+        limit = self.settings.max_bytes
+        try:
+            with self.client.stream("GET", url, headers=headers) as response:
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise FetchError(url, "too_large", f"response of {int(declared):,} bytes exceeds max_bytes={limit:,}")
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_raw():  # bytes as served, content-encoding kept
+                    size += len(chunk)
+                    if size > limit:
+                        raise FetchError(url, "too_large", f"response exceeds max_bytes={limit:,} (stopped reading)")
+                    chunks.append(chunk)
+        except httpx.TimeoutException as e:
+            raise FetchError(url, "timeout", f"timed out ({type(e).__name__}; connect {self.settings.connect_timeout_s}s, read {self.settings.read_timeout_s}s)") from None
+        except httpx.TooManyRedirects:
+            raise FetchError(url, "redirects", "too many redirects") from None
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+            raise FetchError(url, "connection", f"connection failed: {_short(e)}") from None
+        except httpx.InvalidURL as e:
+            raise FetchError(url, "invalid_url", f"invalid URL: {e}") from None
+        except httpx.HTTPError as e:
+            raise FetchError(url, "http_error", f"{type(e).__name__}: {_short(e)}") from None
+        body = b"".join(chunks)
+        return Fetched(
+            url=url,
+            final_url=str(response.url),
+            status=response.status_code,
+            headers=tuple((k, v) for k, v in response.headers.multi_items()),
+            body=body,
+            captured_at=captured_at,
+            sha256=hashlib.sha256(body).hexdigest(),
+            redirects=tuple(str(r.url) for r in response.history),
+            elapsed_ms=int((time.monotonic() - started) * 1000),
+        )
+
+
+def decode_body(fetched: Fetched, max_bytes: int = 50_000_000) -> bytes:
+    """Undo the response's Content-Encoding (gzip/deflate) to get the document bytes.
+
+    Raises:
+        FetchError: unknown encoding, corrupt data, or a decompression bomb over ``max_bytes``.
+    """
+    encoding = fetched.header("Content-Encoding").strip().lower()
+    if encoding in ("", "identity"):
+        return fetched.body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError(fetched.url, "encoding", f"unsupported Content-Encoding {encoding!r}")
+    import zlib
+
+    wbits = 31 if "gzip" in encoding else 15
+    try:
+        d = zlib.decompressobj(wbits)
+        out = d.decompress(fetched.body, max_bytes + 1)
+        if encoding == "deflate" and not out and fetched.body:
+            d = zlib.decompressobj(-15)  # raw deflate, sent by some servers
+            out = d.decompress(fetched.body, max_bytes + 1)
+    except zlib.error as e:
+        raise FetchError(fetched.url, "encoding", f"corrupt {encoding} body: {e}") from None
+    if len(out) > max_bytes:
+        raise FetchError(fetched.url, "too_large", f"decompressed body exceeds {max_bytes:,} bytes")
+    return out
+
+
+def _short(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+def _parse_retry_after(value: str) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

@@ -1,0 +1,67 @@
+"""Storage: migrations, WAL, foreign keys, FTS, append-only classifications."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from monitor import store
+from monitor.models import Classification, Passage
+
+
+def test_migrations_apply_once(db_path) -> None:
+    db = store.connect(db_path)
+    assert store.schema_version(db) == len(store.MIGRATIONS)
+    assert store.apply_migrations(db) == []  # nothing left to apply
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    for table in ("outlets", "feeds", "captures", "articles", "classifications", "passages", "failures", "runs", "reviews"):
+        assert db[table].exists()
+
+
+def _article(db, aid: str = "a" * 64, text: str = "Texto sobre el Centro Prodh y la campaña.") -> None:
+    db["outlets"].insert({"id": "o", "name": "Diario"})
+    db["feeds"].insert({"id": "o/news", "outlet_id": "o", "url": "https://o.example/rss", "section": "news"})
+    cid = db["captures"].insert({"article_id": aid, "url": "u", "final_url": "u", "status": 200, "headers": "[]",
+                                 "captured_at": "2026-11-01T00:00:00Z", "sha256": "x", "size": 1,
+                                 "body_gz": store.compress(b"x"), "tool_version": "t"}).last_pk
+    db["articles"].insert({"id": aid, "url": "u", "canonical_url": "u", "outlet_id": "o", "feed_id": "o/news",
+                           "title": "Campaña", "text": text, "text_sha256": "h", "capture_id": cid,
+                           "first_seen_at": "2026-11-01T00:00:00Z", "extracted_at": "2026-11-01T00:00:00Z",
+                           "extractor": "t"})
+
+
+def test_fts_finds_accentless_query(db_path) -> None:
+    db = store.connect(db_path)
+    _article(db)
+    hits = list(db.query("SELECT rowid FROM articles_fts WHERE articles_fts MATCH 'campana'"))
+    assert len(hits) == 1
+
+
+def test_foreign_keys_enforced(db_path) -> None:
+    db = store.connect(db_path)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO feeds (id, outlet_id, url, section) VALUES ('f', 'missing', 'https://x', 'news')")
+
+
+def _verdict(version: str, score: float) -> Classification:
+    p = Passage(start=0, end=10, text="Texto sobr", score=score, categories={"criminalisation": score}, voice="authorial")
+    return Classification(model_id="m", model_version=version, stigmatising=True, score=score,
+                          categories={"criminalisation": score}, voice="authorial", speaker="", speaker_is_official=False,
+                          targets=("Centro Prodh",), passages=(p,), n_passages=1)
+
+
+def test_classifications_are_never_overwritten(db_path) -> None:
+    db = store.connect(db_path)
+    _article(db)
+    aid = "a" * 64
+    first = store.store_classification(db, aid, "h", _verdict("1", 0.9))
+    again = store.store_classification(db, aid, "h", _verdict("1", 0.1))  # same model version: ignored
+    newer = store.store_classification(db, aid, "h", _verdict("2", 0.7))
+    assert first and not again and newer
+    rows = list(db.query("SELECT model_version, score FROM classifications ORDER BY id"))
+    assert rows == [{"model_version": "1", "score": 0.9}, {"model_version": "2", "score": 0.7}]
+    latest = list(db.query("SELECT model_version FROM latest_classifications"))
+    assert latest == [{"model_version": "2"}]
+    assert [r["article_id"] for r in db.query("SELECT article_id FROM flagged_articles")] == [aid]
