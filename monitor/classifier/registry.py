@@ -198,6 +198,14 @@ def resolve_weights(spec: ClassifierSpec, override: str | Path | None = None) ->
     return resolve_base(ref, prepare=False)
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' load reports and progress bars (our CLI shows its own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def _local_only(ref: str | Path) -> bool:
     return Path(str(ref)).exists() or os.environ.get("MONITOR_ALLOW_DOWNLOADS") != "1"
 
@@ -206,6 +214,7 @@ def load_tokenizer(ref: str | Path) -> Any:
     """Load a tokenizer from a resolved reference (local files only unless downloads are allowed)."""
     from transformers import AutoTokenizer
 
+    quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(str(ref), local_files_only=_local_only(ref))
     except (OSError, ValueError) as e:
@@ -215,9 +224,8 @@ def load_tokenizer(ref: str | Path) -> Any:
 def load_encoder(ref: str | Path) -> Any:
     """Load a bare encoder (no pooler: the stigma model mean-pools)."""
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # the "newly initialised" load report is noise here
+    quiet_transformers()  # the "newly initialised pooler" load report is noise here
     kwargs: dict[str, Any] = {"local_files_only": _local_only(ref)}
     try:
         try:

@@ -48,7 +48,7 @@ _FUNCTION_WORDS = r"(?:que|y|e|o|u|el|la|los|las|un|una|al|a|en\s+(?:contra|entr
 _ROLE_ALT = "|".join(sorted({re.escape(r) for r in _OFFICIAL_ROLES + _OTHER_ROLES}, key=len, reverse=True))
 # "el general retirado Melquiades Rosas" / "Governor Ana Ruiz" / "la diputada local Rosa Díaz"
 _ROLE_THEN_NAME = re.compile(
-    rf"\b(?P<role>(?i:{_ROLE_ALT})(?:\s+(?![A-ZÁÉÍÓÚÑ]|{_FUNCTION_WORDS}\b|{_SPEECH})[\wáéíóúñ]+){{0,5}}?)"
+    rf"\b(?P<role>(?i:{_ROLE_ALT})(?:\s+(?:de\s+(?:la|los|las)|(?![A-ZÁÉÍÓÚÑ]|{_FUNCTION_WORDS}\b|{_SPEECH})[\wáéíóúñ]+)){{0,5}}?)"
     rf"\s+(?P<name>{_NAME})")
 # "Juan Pérez Luna, director de Justicia Militar, dijo" / "Ana Ruiz, the governor, said"
 _NAME_COMMA_ROLE = re.compile(rf"(?P<name>{_NAME}),\s+(?P<role>[^,.;:]{{3,90}}?),")

@@ -34,6 +34,20 @@ def model_version(directory: Path, spec: ClassifierSpec) -> str:
     return f"{spec.version}+{h.hexdigest()[:10]}"
 
 
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every Linear layer (CPU inference ~3x faster than fp32).
+
+    torch marks its quantised-tensor constructors deprecated (pytorch#184982) but ships them in
+    2.13; the warning is silenced here, where we choose to use them, and nowhere else.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*deprecated", category=DeprecationWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class TransformerClassifier:
     """Scores passages with a :class:`StigmaModel` and builds article verdicts."""
 
@@ -47,9 +61,12 @@ class TransformerClassifier:
         model, self.tokenizer = load_stigma_model(self.weights)
         self.quantize = quantize if quantize is not None else spec.quantize
         if self.quantize == "int8":
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            model = quantize_int8(model)
         self.model = model.eval()
         self.labels = model.labels
+        limit = int(getattr(model.encoder.config, "max_position_embeddings", spec.max_length) or spec.max_length)
+        self.max_length = min(spec.max_length, limit)           # a smaller user model caps the length
+        self.passage_max_tokens = min(spec.passage_max_tokens, self.max_length)
         self.batch_size = batch_size
         self.watchlist = Watchlist.load(spec.watchlist) if spec.watchlist else None
         card = self.weights / "card.json"
@@ -62,7 +79,7 @@ class TransformerClassifier:
 
     def passages_of(self, text: str) -> list[tuple[int, int]]:
         """Passage spans of ``text`` that fit the model."""
-        return split_passages(text[:MAX_TEXT_CHARS], self.spec.passage_max_tokens, self.spec.passage_min_chars,
+        return split_passages(text[:MAX_TEXT_CHARS], self.passage_max_tokens, self.spec.passage_min_chars,
                               count_tokens=self.count_tokens)
 
     # -- scoring -----------------------------------------------------------------------------
@@ -74,7 +91,7 @@ class TransformerClassifier:
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             enc = self.tokenizer([self.spec.input_prefix + texts[i] for i in idx], padding=True, truncation=True,
-                                 max_length=self.spec.max_length, return_tensors="pt")
+                                 max_length=self.max_length, return_tensors="pt")
             probs = self.model.probabilities(self.model(enc["input_ids"], enc["attention_mask"]))
             for row, i in enumerate(idx):
                 results[i] = {

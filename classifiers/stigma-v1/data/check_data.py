@@ -1,4 +1,4 @@
-"""Check a training-data JSONL file against the stigma-v1 schema and print counts."""
+"""Check training-data JSONL files against the stigma-v1 schema (see LABELLING.md) and print counts."""
 import collections, json, sys
 
 CATS = {"criminalisation", "corruption_profiteering", "false_claims", "anti_development",

