@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,30 @@ class ClassifierSpec:
     lexicon: dict[str, list[str]] = field(default_factory=dict)
     counter_cues: tuple[str, ...] = ()
     watchlist: Path | None = None
+    relevance_terms: tuple[str, ...] = ()
+
+    def relevance_gate(self) -> "Callable[[str], bool] | None":
+        """The cascade's first stage: does a passage mention any of ``relevance_terms``?
+
+        Accents and case are ignored, except for acronyms (all capitals, e.g. "ONG", "UN"),
+        which must appear in capitals; "defensor*" matches any ending.
+        """
+        if not self.relevance_terms:
+            return None
+        from .targets import fold
+
+        def body(t: str) -> str:
+            return re.escape(t.rstrip("*")).replace(r"\ ", r"\s+") + ("" if t.endswith("*") else r"(?![\w])")
+
+        acronyms = [t for t in self.relevance_terms if t.rstrip("*").isupper()]
+        words = [fold(t) for t in self.relevance_terms if t not in acronyms]
+        word_re = re.compile(r"(?<![\w])(?:" + "|".join(body(t) for t in words) + ")") if words else None
+        acro_re = re.compile(r"(?<![\w])(?:" + "|".join(body(t) for t in acronyms) + ")") if acronyms else None
+
+        def mentions(text: str) -> bool:
+            return bool((word_re and word_re.search(fold(text))) or (acro_re and acro_re.search(text)))
+
+        return mentions
 
     def threshold(self, key: str, default: float = 0.5) -> float:
         """A decision threshold by name."""
@@ -85,7 +111,7 @@ class ClassifierSpec:
 
 _SPEC_KEYS = {"name", "kind", "version", "description", "base_model", "model", "labels", "thresholds",
               "max_length", "passages", "input_prefix", "quantize", "training", "lexicon", "counter_cues",
-              "watchlist"}
+              "watchlist", "relevance_terms"}
 
 
 def load_spec(name_or_path: str | Path) -> ClassifierSpec:
@@ -149,6 +175,7 @@ def load_spec(name_or_path: str | Path) -> ClassifierSpec:
         passage_min_chars=int(passages.get("min_chars", 60)), input_prefix=data.get("input_prefix", "query: "),
         quantize=data.get("quantize", "int8"), training=data.get("training") or {}, lexicon=lexicon,
         counter_cues=tuple(data.get("counter_cues") or ()), watchlist=watchlist_path,
+        relevance_terms=tuple(data.get("relevance_terms") or ()),
     )
 
 

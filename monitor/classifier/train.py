@@ -39,9 +39,10 @@ class TrainingArgs:
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
     freeze_embeddings: bool = True   # 96M of e5-small's 118M parameters: frozen = faster, less overfit
+    freeze_layers: int = 0           # also freeze the bottom N transformer layers (keeps e5's general semantics)
     seed: int = 13
     dropout: float = 0.1
-    loss_weights: tuple[float, float, float, float] = (1.0, 0.5, 1.0, 0.5)  # stig, relevance, categories, voice
+    loss_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.5, 0.5)  # stig, relevance, categories, voice
 
     @classmethod
     def from_spec(cls, spec: ClassifierSpec, **overrides: Any) -> "TrainingArgs":
@@ -70,6 +71,17 @@ def _targets(batch: list[Example], labels: Labels) -> dict[str, torch.Tensor]:
         "cats": torch.tensor([[float(c in e.categories) for c in labels.categories] for e in batch]),
         "voice": torch.tensor([labels.voices.index(e.voice) for e in batch]),
     }
+
+
+def _category_loss(logits: torch.Tensor, targets: torch.Tensor, stig: torch.Tensor) -> torch.Tensor:
+    """Categories are defined on stigmatising passages only: BCE summed over categories, averaged
+    over the batch's positives. (Averaging over all 8 outputs and all rows let the stigmatising
+    objective wash category information out: every category collapsed to its prior.)"""
+    mask = stig > 0.5
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    per_item = nn.functional.binary_cross_entropy_with_logits(logits[mask], targets[mask], reduction="none").sum(1)
+    return per_item.mean()
 
 
 def _batches(examples: list[Example], batch_size: int, rng: random.Random) -> list[list[Example]]:
@@ -108,7 +120,12 @@ def train_model(spec: ClassifierSpec, data_files: list[str | Path], out_dir: str
     model = StigmaModel(load_encoder(base_ref), labels, dropout=args.dropout)
     emb = model.encoder.get_input_embeddings()
     if args.freeze_embeddings:
-        emb.weight.requires_grad_(False)
+        for p in model.encoder.embeddings.parameters() if hasattr(model.encoder, "embeddings") else [emb.weight]:
+            p.requires_grad_(False)
+    layers = getattr(getattr(model.encoder, "encoder", None), "layer", [])
+    for layer in list(layers)[: args.freeze_layers]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
     encoder_params = [p for n, p in model.encoder.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([
         {"params": encoder_params, "lr": args.learning_rate},
@@ -132,7 +149,8 @@ def train_model(spec: ClassifierSpec, data_files: list[str | Path], out_dir: str
             y = _targets(batch, labels)
             logits = model(enc["input_ids"], enc["attention_mask"])
             loss = (w_stig * bce(logits[:, 0], y["stig"]) + w_rel * bce(logits[:, 1], y["rel"])
-                    + w_cat * bce(logits[:, 2:2 + n_cat], y["cats"]) + w_voice * ce(logits[:, 2 + n_cat:], y["voice"]))
+                    + w_cat * _category_loss(logits[:, 2:2 + n_cat], y["cats"], y["stig"])
+                    + w_voice * ce(logits[:, 2 + n_cat:], y["voice"]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
