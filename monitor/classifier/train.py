@@ -43,6 +43,8 @@ class TrainingArgs:
     seed: int = 13
     dropout: float = 0.1
     loss_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.5, 0.5)  # stig, relevance, categories, voice
+    counter_weight: float = 1.0      # weight of counter-speech rows in the stigmatising loss (the classic false positive)
+    offtopic_weight: float = 1.0     # weight of rows not about defenders in the stigmatising loss
 
     @classmethod
     def from_spec(cls, spec: ClassifierSpec, **overrides: Any) -> "TrainingArgs":
@@ -148,7 +150,12 @@ def train_model(spec: ClassifierSpec, data_files: list[str | Path], out_dir: str
                             max_length=args.max_length, return_tensors="pt")
             y = _targets(batch, labels)
             logits = model(enc["input_ids"], enc["attention_mask"])
-            loss = (w_stig * bce(logits[:, 0], y["stig"]) + w_rel * bce(logits[:, 1], y["rel"])
+            row_w = torch.tensor([args.counter_weight if e.voice == "counter" else
+                                  (args.offtopic_weight if not e.about_defenders and not e.stigmatising else 1.0)
+                                  for e in batch])
+            stig_loss = (nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y["stig"], reduction="none")
+                         * row_w).sum() / row_w.sum()
+            loss = (w_stig * stig_loss + w_rel * bce(logits[:, 1], y["rel"])
                     + w_cat * _category_loss(logits[:, 2:2 + n_cat], y["cats"], y["stig"])
                     + w_voice * ce(logits[:, 2 + n_cat:], y["voice"]))
             loss.backward()
