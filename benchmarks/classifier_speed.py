@@ -32,10 +32,10 @@ from monitor.classifier.registry import load_classifier, load_spec, load_stigma_
 NEWS = ROOT.parent / "shared" / "data" / "news" / "spanish_news_2018.jsonl"
 
 
-def articles(n: int, words: int = 600) -> tuple[list[str], str]:
+def articles(n: int, words: int = 600, source: str = "news") -> tuple[list[str], str]:
     """``n`` Spanish articles of about ``words`` words, paragraphs separated by newlines."""
     rng = random.Random(7)
-    if NEWS.is_file():
+    if source == "news" and NEWS.is_file():
         paras = [p.strip() for l in NEWS.read_text().splitlines() for p in json.loads(l)["text"].split("\n")
                  if len(p.split()) >= 25]
         source = "paragraphs of real news (../shared/data/news)"
@@ -43,7 +43,7 @@ def articles(n: int, words: int = 600) -> tuple[list[str], str]:
         data = ROOT / "classifiers" / "stigma-v1" / "data"
         paras = [json.loads(l)["text"] for f in sorted(data.glob("*.jsonl")) for l in f.read_text().splitlines()
                  if json.loads(l)["lang"] == "es"]
-        source = "the repository's labelled Spanish passages"
+        source = "the repository's labelled Spanish passages (about defenders: nearly all pass the cascade)"
     out = []
     for _ in range(n):
         text, count = [], 0
@@ -75,27 +75,36 @@ def main() -> None:
     args = parser.parse_args()
     spec = load_spec("stigma-v1")
     model_dir = Path(args.model) if args.model else spec.trained_dir()
-    texts, source = articles(args.articles)
     ours = load_classifier("stigma-v1", model_dir=model_dir)
-    ours.classify(texts[:2])  # warm-up
-    start = time.perf_counter()
-    results = ours.classify(texts)
-    t_ours = time.perf_counter() - start
-    passages = [t[s:e] for t in texts for s, e in ours.passages_of(t)]
-    t_bare = bare_fp32(model_dir, passages, spec.input_prefix, ours.max_length)
-    n_words = sum(len(t.split()) for t in texts) / len(texts)
-    flagged = sum(r.stigmatising for r in results)
-    line = (f"| {time.strftime('%Y-%m-%d')} | {len(texts)} × {n_words:.0f} words ({len(passages)} passages) | "
-            f"{len(texts) / t_ours:.1f} | {len(texts) / t_bare:.1f} | **{t_bare / t_ours:.2f}×** | "
-            f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()} |")
-    print(line)
-    print(f"source: {source}; flagged {flagged}/{len(texts)}", file=sys.stderr)
+    rows = []
+    for kind in ("news", "labelled"):
+        texts, source = articles(args.articles, source=kind)
+        if kind == "news" and "real news" not in source:
+            continue
+        ours.classify(texts[:2])  # warm-up
+        start = time.perf_counter()
+        results = ours.classify(texts)
+        t_ours = time.perf_counter() - start
+        passages = [t[s:e] for t in texts for s, e in ours.passages_of(t)]
+        scored = sum(1 for p in passages if ours.gate is None or ours.gate(p))
+        t_bare = bare_fp32(model_dir, passages, spec.input_prefix, ours.max_length)
+        n_words = sum(len(t.split()) for t in texts) / len(texts)
+        flagged = sum(r.stigmatising for r in results)
+        rows.append(f"| {source} | {len(texts)} × {n_words:.0f} words | {len(passages)} ({scored} past the cascade) | "
+                    f"{len(texts) / t_ours:.1f} | {len(texts) / t_bare:.1f} | **{t_bare / t_ours:.2f}×** | "
+                    f"{flagged}/{len(texts)} |")
+        print(rows[-1])
     section = (
         "## Classifier speed (`benchmarks/classifier_speed.py`)\n\n"
-        "Articles per second through `monitor score`'s path (passage split, length-sorted batches, int8 dynamic\n"
-        f"quantisation) vs a bare transformers fp32 loop over the same model and passages. Articles: {source}.\n\n"
-        "| date | articles | ours (art/s) | bare fp32 (art/s) | ratio | machine |\n|---|---|---|---|---|---|\n"
-        f"{line}\n"
+        f"{time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} threads on {platform.machine()} (2 cores), model "
+        f"{ours.model_version}. Ours: `monitor score`'s path (passage split, relevance cascade, length-sorted\n"
+        "batches, int8 attention/intermediate layers). Bare: a plain transformers fp32 loop over the SAME model and ALL\n"
+        "the same passages (article order, batches of 32). Same run, same process.\n\n"
+        "| articles | size | passages | ours (art/s) | bare fp32 (art/s) | ratio | flagged |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        "Most of the gain on real news is the cascade (passages naming no defender, NGO, journalist, collective or\n"
+        "oversight body are never sent to the model); on articles about defenders nearly every passage is scored\n"
+        "and the gain is int8 plus length-sorted batching.\n"
     )
     write_section(Path(args.out), "## Classifier speed", section)
 

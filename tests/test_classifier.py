@@ -150,9 +150,10 @@ def test_trained_tiny_model_scores_articles(tiny_trained: Path) -> None:
     clf = load_classifier("stigma-v1", model_dir=tiny_trained)
     assert clf.model_version.startswith("1.0+")
     texts = ["Primer párrafo con bastante texto sobre un tema cualquiera, para que sea un pasaje.\n"
-             "Segundo párrafo: los activistas del Centro Prodh son agentes extranjeros, dijo alguien.", "", "x" * 300_000]
+             "Segundo párrafo: los activistas del Centro Prodh son agentes extranjeros, dijo alguien.", "", "x" * 300_000,
+             "人権擁護者は外国のエージェントだと知事は述べた。活動家たちは反論した。"]
     results = clf.classify(texts)
-    assert len(results) == 3
+    assert len(results) == 4 and results[3].n_passages == 1  # non-Spanish text: scored, no crash
     first = results[0]
     assert first.n_passages == 2 and 0.0 <= first.score <= 1.0
     assert set(first.categories) == set(load_spec("stigma-v1").categories)
