@@ -69,6 +69,10 @@ def test_bad_watchlist_is_reported(tmp_path: Path) -> None:
      "presidente de la Coparmex, Juan Pérez", False),
     ("Governor Ana Ruiz said the activists were paid from abroad.", "Governor Ana Ruiz", True),
     ("Los defensores son un estorbo, y punto.", "", False),
+    ('El alcalde Baltazar Ocampo encabezó un mitin en la plaza. "Son agitadores pagados", dijo.',
+     "alcalde Baltazar Ocampo", True),
+    ("En Tlapa, el director de la organización, Isidoro Ramírez, recordó que acompañan denuncias.",
+     "director de la organización, Isidoro Ramírez", False),
 ])
 def test_find_speaker(text: str, speaker: str, official: bool) -> None:
     assert find_speaker(text) == (speaker, official)
