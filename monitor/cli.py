@@ -318,9 +318,16 @@ def model_prepare(obj: Context, retrain: bool) -> None:
         return
     click.echo(f"base model: {resolve_base(spec.base_model)}", err=True)
     target = spec.trained_dir()
-    if (target / "card.json").is_file() and not retrain:
-        click.echo(f"trained model present: {target}")
-        return
+    card_path = target / "card.json"
+    if card_path.is_file() and not retrain:
+        from .classifier.data import data_hash
+
+        card = json.loads(card_path.read_text())
+        current = data_hash(spec.training_files())
+        if card.get("data_sha256") == current and card.get("definition_version") == spec.version:
+            click.echo(f"trained model present and up to date: {target}")
+            return
+        click.echo(f"trained model at {target} was built from other data or definition version: retraining", err=True)
     ctx = click.get_current_context()
     ctx.invoke(train, data_files=(), from_db=False, base=None, out=str(target), epochs=None, seed=None)
 

@@ -51,13 +51,12 @@ _SPEECH = (r"(?:asegur[oó]|dijo|afirm[oó]|declar[oó]|acus[oó]|señal[oó]|so
 _FUNCTION_WORDS = r"(?:que|y|e|o|u|el|la|los|las|un|una|al|a|en\s+(?:contra|entrevista)|con|por|para|se|su|sus|and|the|that|of\s+the)"
 _ROLE_ALT = "|".join(sorted({re.escape(r) for r in _OFFICIAL_ROLES + _OTHER_ROLES}, key=len, reverse=True))
 # "el general retirado Melquiades Rosas" / "Governor Ana Ruiz" / "la diputada local Rosa Díaz"
-_ROLE_THEN_NAME = re.compile(
-    rf"\b(?P<role>(?i:{_ROLE_ALT})(?:\s+(?:de\s+(?:la|los|las)|(?![A-ZÁÉÍÓÚÑ]|{_FUNCTION_WORDS}\b|{_SPEECH})[\wáéíóúñ]+)){{0,5}}?)"
-    rf"\s+(?P<name>{_NAME})")
+# a role noun and up to five lower-case words of it ("general retirado", "secretario de Seguridad de")
+_ROLE_PHRASE = (rf"\b(?P<role>(?i:{_ROLE_ALT})(?:\s+(?:de\s+(?:la|los|las)|"
+                rf"(?![A-ZÁÉÍÓÚÑ]|{_FUNCTION_WORDS}\b|{_SPEECH})[\wáéíóúñ]+)){{0,5}}?)")
+_ROLE_THEN_NAME = re.compile(rf"{_ROLE_PHRASE}\s+(?P<name>{_NAME})")
 # "el director de la organización, Isidoro Ramírez Solano, recordó"
-_ROLE_COMMA_NAME = re.compile(
-    rf"\b(?P<role>(?i:{_ROLE_ALT})(?:\s+(?:de\s+(?:la|los|las)|(?![A-ZÁÉÍÓÚÑ]|{_FUNCTION_WORDS}\b|{_SPEECH})[\wáéíóúñ]+)){{0,5}}?)"
-    rf",\s+(?P<name>{_NAME}),")
+_ROLE_COMMA_NAME = re.compile(rf"{_ROLE_PHRASE},\s+(?P<name>{_NAME}),")
 # "Juan Pérez Luna, director de Justicia Militar, dijo" / "Ana Ruiz, the governor, said"
 _NAME_COMMA_ROLE = re.compile(rf"(?P<name>{_NAME}),\s+(?P<role>[^,.;:]{{3,90}}?),")
 
