@@ -36,6 +36,7 @@ test-fast: setup
 
 benchmarks: model
 	$(PY) benchmarks/classifier_speed.py
+	$(PY) benchmarks/extraction_quality.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache demo.db demo.db-wal demo.db-shm test-artifacts
