@@ -65,3 +65,20 @@ def test_classifications_are_never_overwritten(db_path) -> None:
     latest = list(db.query("SELECT model_version FROM latest_classifications"))
     assert latest == [{"model_version": "2"}]
     assert [r["article_id"] for r in db.query("SELECT article_id FROM flagged_articles")] == [aid]
+
+
+def test_reviews_become_training_examples(db_path) -> None:
+    from monitor.classifier.reviews import examples_from_reviews
+
+    db = store.connect(db_path)
+    _article(db)
+    aid = "a" * 64
+    store.store_classification(db, aid, "h", _verdict("1", 0.9))
+    db["reviews"].insert({"article_id": aid, "reviewer": "ana", "decision": "confirm", "categories": '["false_claims"]',
+                          "voice": "attributed", "created_at": "2026-11-02T00:00:00Z"})
+    [ex] = examples_from_reviews(db)
+    assert (ex.stigmatising, ex.categories, ex.voice, ex.text) == (1, ("false_claims",), "attributed", "Texto sobr")
+    db["reviews"].insert({"article_id": aid, "reviewer": "luis", "decision": "reject", "voice": "counter",
+                          "targets": '["Centro Prodh"]', "created_at": "2026-11-03T00:00:00Z"})
+    [ex] = examples_from_reviews(db)  # the latest decision wins
+    assert (ex.stigmatising, ex.categories, ex.voice, ex.targets) == (0, (), "counter", ("Centro Prodh",))
