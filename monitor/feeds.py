@@ -55,11 +55,11 @@ def parse_feed(body: bytes, url: str, headers: dict[str, str] | None = None) -> 
     if not entries:
         if _HTML_START.match(body[:2048]):
             raise FeedError(f"{url}: got an HTML page, not a feed")
-        if bozo and reason:
-            raise FeedError(f"{url}: ill-formed feed, no entries recovered ({reason})")
         if not version:
             detail = f" ({reason})" if reason else ""
             raise FeedError(f"{url}: not a feed: no RSS/Atom/RDF structure and no entries{detail}")
+        if bozo and reason:
+            raise FeedError(f"{url}: ill-formed feed, no entries recovered ({reason})")
     if bozo and reason:
         LOGGER.warning("%s: ill-formed feed (%s); kept %d entries", url, reason, len(entries))
     return ParsedFeed(
