@@ -85,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
                 for _ in range(size // len(chunk)):
                     self.wfile.write(chunk)
             except (BrokenPipeError, ConnectionResetError):
-                pass
+                self.server.log.append((time.monotonic(), "client stopped reading " + path))
             self.close_connection = True
             return None
         if path == "/flaky":  # 503 with Retry-After the first time, then a page
