@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +283,6 @@ def evaluate(obj: Context, data_file: str, model_dir: str | None, report: str | 
 
     classifier = obj.classifier(model_dir=model_dir)
     if fp32 and hasattr(classifier, "quantize") and classifier.quantize != "none":
-        from .classifier.registry import load_spec
         from .classifier.transformer import TransformerClassifier
 
         classifier = TransformerClassifier(classifier.spec, classifier.weights, quantize="none")

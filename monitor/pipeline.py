@@ -203,9 +203,9 @@ def classify_pending(db: sqlite_utils.Database, classifier: Classifier, summary:
             results = classifier.classify(texts)
         except Exception as e:
             LOGGER.exception("classification batch failed")
-            for r in batch:
-                store.record_failure(db, summary.run_id or None, "classify", "classify", f"{type(e).__name__}: {e}",
-                                     url=None)
+            for r in batch:  # one failure row per article left unclassified; a later run retries them
+                store.record_failure(db, summary.run_id or None, "classify", "classify",
+                                     f"article {r['id']}: {type(e).__name__}: {e}")
             continue
         for row, result in zip(batch, results):
             store.store_classification(db, row["id"], row["text_sha256"], _shift_to_text(result, row))
