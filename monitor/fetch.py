@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 import time
+import zlib
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -164,8 +165,6 @@ def decode_body(fetched: Fetched, max_bytes: int = 50_000_000) -> bytes:
         return fetched.body
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise FetchError(fetched.url, "encoding", f"unsupported Content-Encoding {encoding!r}")
-    import zlib
-
     wbits = 31 if "gzip" in encoding else 15
     try:
         d = zlib.decompressobj(wbits)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import sqlite_utils
@@ -110,7 +110,7 @@ def _poll_feeds(db: sqlite_utils.Database, pool: ThreadPoolExecutor, fetcher: Fe
             headers["If-Modified-Since"] = state["last_modified"]
         futures[pool.submit(_poll_one, fetcher, feed, headers)] = feed
     done = 0
-    for future in _as_completed(futures):
+    for future in as_completed(futures):
         feed = futures[future]
         done += 1
         progress("feeds", done, len(futures))
@@ -152,7 +152,7 @@ def _fetch_pages(db: sqlite_utils.Database, pool: ThreadPoolExecutor, fetcher: F
     pending = store.pending_entries(db)
     futures = {pool.submit(_fetch_and_extract, fetcher, entry["url"]): entry for entry in pending}
     done = 0
-    for future in _as_completed(futures):
+    for future in as_completed(futures):
         entry = futures[future]
         done += 1
         progress("pages", done, len(futures))
@@ -181,14 +181,6 @@ def _fetch_and_extract(fetcher: Fetcher, url: str) -> tuple[Fetched, Article | N
         return fetched, extract_article(body, fetched.final_url), None
     except (ExtractError, FetchError) as e:
         return fetched, None, str(e)
-
-
-def _as_completed(futures: dict[Future[Any], Any]):  # type: ignore[no-untyped-def]
-    """Yield futures as they finish (keeps the main thread free to write to SQLite)."""
-    remaining = set(futures)
-    while remaining:
-        finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-        yield from finished
 
 
 def classify_pending(db: sqlite_utils.Database, classifier: Classifier, summary: CrawlSummary | None = None,
@@ -227,8 +219,6 @@ def _shift_to_text(result: Classification, row: dict[str, Any]) -> Classificatio
     if not title:
         return result
     shift = len(title) + 2
-    from dataclasses import replace
-
     passages = tuple(
         replace(p, start=p.start - shift, end=p.end - shift) if p.start >= shift else replace(p, start=-1, end=-1)
         for p in result.passages

@@ -7,6 +7,7 @@ capture or a new model version adds rows, never overwrites old ones.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -345,8 +346,6 @@ def store_page(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], fe
         capture_id = _insert_capture(db, aid, fetched, run_id)
         stored = False
         if article is not None:
-            import hashlib
-
             db["articles"].insert({
                 "id": aid, "url": entry["url"], "canonical_url": canonical_url(article.canonical_url or fetched.final_url),
                 "outlet_id": entry["outlet_id"], "feed_id": entry["feed_id"], "section": entry["section"],
