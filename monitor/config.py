@@ -14,7 +14,7 @@ from .errors import ConfigError
 
 SECTIONS = ("news", "opinion")
 SCOPES = ("national", "regional", "international")
-FEED_KINDS = ("feed",)
+FEED_KINDS = ("feed", "sitemap", "html")   # RSS/Atom/RDF, XML sitemap, HTML listing page
 DEFAULT_USER_AGENT = "smear-monitor/0.1 (+https://github.com/; human-rights press monitoring)"
 
 
@@ -30,6 +30,11 @@ class FetchSettings:
     concurrency: int = 8
     per_host_delay_s: float = 1.0
     max_entries_per_feed: int = 100
+    per_host_concurrency: int = 2        # requests in flight to one host at a time
+    respect_robots: bool = True          # robots.txt is fetched (cached) and honoured
+    extract_workers: int = 0             # processes extracting pages; 0 = one per CPU core
+    failure_backoff_s: float = 900.0     # a failing feed waits this, doubled per failure, before the next poll
+    max_backoff_s: float = 86_400.0      # ... but never longer than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,7 @@ class Feed:
     enabled: bool = True
     verified: bool = False
     note: str = ""
+    link_pattern: str = ""        # kind html: regex (re.search) the article links of the page match
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +156,8 @@ def _type_name(types: type | tuple[type, ...]) -> str:
 _FETCH_KEYS: dict[str, type | tuple[type, ...]] = {
     "connect_timeout_s": (int, float), "read_timeout_s": (int, float), "timeout_s": (int, float),
     "max_bytes": int, "user_agent": str, "retries": int, "concurrency": int,
-    "per_host_delay_s": (int, float), "max_entries_per_feed": int,
+    "per_host_delay_s": (int, float), "max_entries_per_feed": int, "per_host_concurrency": int,
+    "respect_robots": bool, "extract_workers": int, "failure_backoff_s": (int, float), "max_backoff_s": (int, float),
 }
 _DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {"language": str, "country": str, **_FETCH_KEYS}
 _OUTLET_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -159,7 +166,7 @@ _OUTLET_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 _FEED_KEYS: dict[str, type | tuple[type, ...]] = {
     "url": str, "section": str, "kind": str, "language": str, "columnist": str, "tags": list,
-    "enabled": bool, "verified": bool, "note": str,
+    "enabled": bool, "verified": bool, "note": str, "link_pattern": str,
 }
 
 
@@ -176,10 +183,11 @@ def parse_config(data: Any, source: str = "feeds.yaml") -> Config:
         c.fail("version", f"unsupported version {data.get('version')!r} (this monitor reads version 1)")
     defaults = c.mapping(top.get("defaults", {}), "defaults", _DEFAULT_KEYS)
     fetch = _fetch_settings(defaults, c)
-    for key in ("connect_timeout_s", "read_timeout_s", "timeout_s", "per_host_delay_s"):
+    for key in ("connect_timeout_s", "read_timeout_s", "timeout_s", "per_host_delay_s", "extract_workers",
+                "failure_backoff_s", "max_backoff_s"):
         if key in defaults and defaults[key] < 0:
             c.fail(f"defaults.{key}", "must not be negative")
-    for key in ("max_bytes", "concurrency", "max_entries_per_feed"):
+    for key in ("max_bytes", "concurrency", "max_entries_per_feed", "per_host_concurrency"):
         if key in defaults and defaults[key] < 1:
             c.fail(f"defaults.{key}", "must be at least 1")
     outlets: list[Outlet] = []
@@ -221,11 +229,13 @@ def parse_config(data: Any, source: str = "feeds.yaml") -> Config:
                 c.choice(f["section"], f"{fw}.section", SECTIONS)
             kind = f.get("kind", "feed")
             c.choice(kind, f"{fw}.kind", FEED_KINDS)
+            _check_link_pattern(c, f, kind, fw)
             feeds.append(Feed(
                 id=feed_id(oid, f.get("section", "news"), f.get("url", "")), outlet_id=oid, url=f.get("url", ""), section=f.get("section", "news"),
                 kind=kind, language=f.get("language", language), columnist=f.get("columnist", ""),
                 tags=c.str_list(f.get("tags"), f"{fw}.tags"), enabled=f.get("enabled", True),
                 verified=f.get("verified", False), note=f.get("note", ""),
+                link_pattern=f.get("link_pattern", ""),
             ))
         outlets.append(Outlet(
             id=oid, name=name, feeds=tuple(feeds), homepage=o.get("homepage", ""), scope=scope,
@@ -237,6 +247,22 @@ def parse_config(data: Any, source: str = "feeds.yaml") -> Config:
     if c.problems:
         raise ConfigError(source, c.problems)
     return Config(source=source, outlets=tuple(outlets), fetch=fetch)
+
+
+def _check_link_pattern(c: _Checker, feed: dict[str, Any], kind: str, where: str) -> None:
+    """``link_pattern`` is required for kind html, must compile, and is meaningless for other kinds."""
+    pattern = feed.get("link_pattern")
+    if kind != "html":
+        if pattern is not None:
+            c.fail(f"{where}.link_pattern", f"is only used with kind html (this feed is kind {kind})")
+        return
+    if not pattern:
+        c.fail(f"{where}.link_pattern", "is required for kind html")
+        return
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        c.fail(f"{where}.link_pattern", f"is not a valid regular expression: {e}")
 
 
 def _fetch_settings(defaults: dict[str, Any], c: _Checker) -> FetchSettings:
@@ -251,6 +277,11 @@ def _fetch_settings(defaults: dict[str, Any], c: _Checker) -> FetchSettings:
         concurrency=defaults.get("concurrency", base.concurrency),
         per_host_delay_s=float(defaults.get("per_host_delay_s", base.per_host_delay_s)),
         max_entries_per_feed=defaults.get("max_entries_per_feed", base.max_entries_per_feed),
+        per_host_concurrency=defaults.get("per_host_concurrency", base.per_host_concurrency),
+        respect_robots=defaults.get("respect_robots", base.respect_robots),
+        extract_workers=defaults.get("extract_workers", base.extract_workers),
+        failure_backoff_s=float(defaults.get("failure_backoff_s", base.failure_backoff_s)),
+        max_backoff_s=float(defaults.get("max_backoff_s", base.max_backoff_s)),
     )
 
 
