@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import zlib
+from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ import httpx
 from .config import FetchSettings
 from .errors import FetchError
 from .models import Fetched
+from .robots import RobotsPolicy
 
 LOGGER = logging.getLogger(__name__)
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -35,15 +37,19 @@ class HostPacer:
         self._lock = threading.Lock()
         self._next_slot: dict[str, float] = {}
 
-    def wait(self, url: str) -> None:
-        """Block until this host may receive another request."""
-        if self.delay_s <= 0:
+    def wait(self, url: str, min_delay_s: float | None = None) -> None:
+        """Block until this host may receive another request.
+
+        ``min_delay_s`` raises the delay for this host (a robots.txt Crawl-delay).
+        """
+        delay = max(self.delay_s, min_delay_s or 0.0)
+        if delay <= 0:
             return
         host = urlsplit(url).netloc.lower()
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next_slot.get(host, 0.0))
-            self._next_slot[host] = slot + self.delay_s
+            self._next_slot[host] = slot + delay
         if slot > now:
             time.sleep(slot - now)
 
@@ -64,6 +70,7 @@ class Fetcher:
             transport=transport,
             trust_env=False,
         )
+        self.robots = RobotsPolicy(self._fetch_robots, settings.user_agent) if settings.respect_robots else None
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -86,12 +93,23 @@ class Fetcher:
             The response; 304 responses come back with an empty body. 4xx/5xx raise.
 
         Raises:
-            FetchError: refused/timeout/too large/HTTP error, with ``kind`` set.
+            FetchError: refused/timeout/too large/HTTP error/disallowed by robots.txt, with ``kind`` set.
         """
+        crawl_delay = None
+        if self.robots is not None:
+            self.robots.check(url)
+            crawl_delay = self.robots.crawl_delay(url)
+        return self._fetch_with_retries(url, headers or {}, crawl_delay)
+
+    def _fetch_robots(self, url: str) -> Fetched:
+        fetched = self._fetch_with_retries(url, {}, None)
+        return replace(fetched, body=decode_body(fetched, max_bytes=2_000_000))
+
+    def _fetch_with_retries(self, url: str, headers: dict[str, str], crawl_delay: float | None) -> Fetched:
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                result = self._fetch_once(url, headers or {})
+                result = self._fetch_once(url, headers, crawl_delay)
             except FetchError as e:
                 if e.kind in ("timeout", "connection") and attempt < attempts:
                     self._backoff(url, attempt, e)
@@ -113,8 +131,8 @@ class Fetcher:
         LOGGER.info("retrying %s in %.1fs (attempt %s): %s", url, delay, attempt + 1, error or "server asked to retry")
         time.sleep(delay)
 
-    def _fetch_once(self, url: str, headers: dict[str, str]) -> Fetched:
-        self.pacer.wait(url)
+    def _fetch_once(self, url: str, headers: dict[str, str], crawl_delay: float | None = None) -> Fetched:
+        self.pacer.wait(url, crawl_delay)
         captured_at = utc_now()
         started = time.monotonic()
         limit = self.settings.max_bytes

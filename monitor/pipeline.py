@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import sqlite_utils
 import trafilatura
 
-from . import store
+from . import dedup, pageworker, store
 from .config import Config, Feed, Outlet
-from .errors import ExtractError, FeedError, FetchError
-from .extract import extract_article
+from .errors import FeedError, FetchError
 from .feeds import parse_feed
 from .fetch import Fetcher, decode_body
-from .models import Article, Classification, Fetched
+from .hostqueue import run_by_host
+from .listings import parse_listing, parse_sitemap
+from .models import Classification, Fetched, ParsedFeed
+from .sections import classify_section
+from .urls import canonical_url
 
 LOGGER = logging.getLogger(__name__)
 EXTRACTOR = f"trafilatura {trafilatura.__version__}"
-HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 
 
 class Classifier(Protocol):
@@ -48,6 +50,8 @@ class CrawlSummary:
     classified: int = 0
     flagged: int = 0
     errors: int = 0
+    feeds_skipped: int = 0      # backing off after repeated failures
+    duplicates: int = 0         # pages that were an article already stored
     failed_feeds: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -57,8 +61,10 @@ class CrawlSummary:
 
     def line(self) -> str:
         """The one-line summary printed after a run."""
-        return (f"run {self.run_id}: feeds ok {self.feeds_ok}, failed {self.feeds_failed}; "
-                f"new entries {self.new_entries}, new articles {self.new_articles}, captures {self.new_captures}; "
+        skipped = f", backing off {self.feeds_skipped}" if self.feeds_skipped else ""
+        dups = f" ({self.duplicates} already stored)" if self.duplicates else ""
+        return (f"run {self.run_id}: feeds ok {self.feeds_ok}, failed {self.feeds_failed}{skipped}; "
+                f"new entries {self.new_entries}, new articles {self.new_articles}, captures {self.new_captures}{dups}; "
                 f"classified {self.classified}, flagged {self.flagged}; errors {self.errors}")
 
 
@@ -69,26 +75,52 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
-def crawl_once(db: sqlite_utils.Database, config: Config, classifier: Classifier | None = None,
-               fetcher: Fetcher | None = None, progress: ProgressFn = _no_progress) -> CrawlSummary:
-    """Poll every enabled feed once, fetch new entries, extract, store and classify them.
+StopFn = Callable[[], bool]
+MAX_CHILD_SITEMAPS = 5   # a sitemap index is followed into at most this many child sitemaps per poll
 
-    Network work runs in a thread pool; every database write happens on this thread, one
-    transaction per page, so a crash loses at most the pages in flight (they stay pending).
+
+def _never() -> bool:
+    return False
+
+
+def crawl_once(db: sqlite_utils.Database, config: Config, classifier: Classifier | None = None,
+               fetcher: Fetcher | None = None, progress: ProgressFn = _no_progress,
+               feeds: list[tuple[Outlet, Feed]] | None = None, should_stop: StopFn = _never,
+               schedule_id: str | None = None) -> CrawlSummary:
+    """Poll feeds once, fetch new entries, extract, store and classify them.
+
+    Args:
+        feeds: the feeds to poll (default: every enabled feed); feeds backing off after
+            repeated failures are skipped until their time comes.
+        should_stop: polled between items; when it turns true no new request starts, the pages
+            in flight are stored, and the run ends with status "stopped" (nothing half-written:
+            each page is one transaction, unfetched entries stay queued).
+        schedule_id: recorded on the ``runs`` row.
+
+    Network work runs on a thread pool, at most ``per_host_concurrency`` requests per host;
+    extraction runs in worker processes; every database write happens on this thread.
     """
     store.sync_config(db, config)
     summary = CrawlSummary(run_id=store.start_run(db, "crawl"))
+    if schedule_id:
+        store.set_run_schedule(db, summary.run_id, schedule_id)
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(config.fetch)
     status = "interrupted"
     try:
-        feeds = config.enabled_feeds()
-        with ThreadPoolExecutor(max_workers=config.fetch.concurrency, thread_name_prefix="crawl") as pool:
-            _poll_feeds(db, pool, fetcher, feeds, config, summary, progress)
-            _fetch_pages(db, pool, fetcher, config, summary, progress)
-        if classifier is not None:
+        selected = config.enabled_feeds() if feeds is None else feeds
+        backing_off = store.feeds_backing_off(db)
+        due = [(o, f) for o, f in selected if f.id not in backing_off]
+        summary.feeds_skipped = len(selected) - len(due)
+        for _o, f in selected:
+            if f.id in backing_off:
+                LOGGER.info("feed %s is backing off after repeated failures until %s", f.id, backing_off[f.id])
+        _poll_feeds(db, fetcher, due, config, summary, progress, should_stop)
+        if not should_stop():
+            _fetch_pages(db, fetcher, config, summary, progress, should_stop)
+        if classifier is not None and not should_stop():
             classify_pending(db, classifier, summary, progress)
-        status = "ok"
+        status = "stopped" if should_stop() else "ok"
     finally:
         summary.errors = db.execute("SELECT count(*) FROM failures WHERE run_id = ?", [summary.run_id]).fetchone()[0]
         store.finish_run(db, summary.run_id, status, summary.counts())
@@ -97,10 +129,9 @@ def crawl_once(db: sqlite_utils.Database, config: Config, classifier: Classifier
     return summary
 
 
-def _poll_feeds(db: sqlite_utils.Database, pool: ThreadPoolExecutor, fetcher: Fetcher,
-                feeds: list[tuple[Outlet, Feed]], config: Config, summary: CrawlSummary,
-                progress: ProgressFn) -> None:
-    futures: dict[Future[Any], Feed] = {}
+def _poll_feeds(db: sqlite_utils.Database, fetcher: Fetcher, feeds: list[tuple[Outlet, Feed]], config: Config,
+                summary: CrawlSummary, progress: ProgressFn, should_stop: StopFn) -> None:
+    jobs: list[tuple[Feed, dict[str, str]]] = []
     for _outlet, feed in feeds:
         state = store.feed_state(db, feed.id)
         headers = {}
@@ -108,27 +139,23 @@ def _poll_feeds(db: sqlite_utils.Database, pool: ThreadPoolExecutor, fetcher: Fe
             headers["If-None-Match"] = state["etag"]
         if state.get("last_modified"):
             headers["If-Modified-Since"] = state["last_modified"]
-        futures[pool.submit(_poll_one, fetcher, feed, headers)] = feed
+        jobs.append((feed, headers))
     done = 0
-    for future in as_completed(futures):
-        feed = futures[future]
+    for (feed, _headers), future in run_by_host(jobs, lambda j: j[0].url, lambda j: _poll_one(fetcher, *j),
+                                                config.fetch.concurrency, config.fetch.per_host_concurrency,
+                                                should_stop, "poll"):
         done += 1
-        progress("feeds", done, len(futures))
+        progress("feeds", done, len(jobs))
         try:
             fetched, parsed = future.result()
         except (FetchError, FeedError) as e:
             kind = e.kind if isinstance(e, FetchError) else "not_a_feed"
             status = e.status if isinstance(e, FetchError) else None
-            store.record_feed_failure(db, summary.run_id, feed.id, feed.url, kind, str(e), status)
-            summary.feeds_failed += 1
-            summary.failed_feeds.append(feed.id)
-            LOGGER.warning("feed %s failed: %s", feed.id, e)
+            _feed_failed(db, config, summary, feed, kind, str(e), status)
             continue
         except Exception as e:  # a bug or an unexpected library error: record it, keep going
             LOGGER.exception("feed %s: unexpected error", feed.id)
-            store.record_feed_failure(db, summary.run_id, feed.id, feed.url, "internal", f"{type(e).__name__}: {e}")
-            summary.feeds_failed += 1
-            summary.failed_feeds.append(feed.id)
+            _feed_failed(db, config, summary, feed, "internal", f"{type(e).__name__}: {e}", None)
             continue
         entries = list(parsed.entries)[: config.fetch.max_entries_per_feed] if parsed else []
         if parsed and parsed.warning:
@@ -139,25 +166,56 @@ def _poll_feeds(db: sqlite_utils.Database, pool: ThreadPoolExecutor, fetcher: Fe
         summary.feeds_ok += 1
 
 
-def _poll_one(fetcher: Fetcher, feed: Feed, headers: dict[str, str]) -> tuple[Fetched, Any]:
+def _feed_failed(db: sqlite_utils.Database, config: Config, summary: CrawlSummary, feed: Feed, kind: str,
+                 message: str, status: int | None) -> None:
+    next_poll = store.record_feed_failure(db, summary.run_id, feed.id, feed.url, kind, message, status,
+                                          config.fetch.failure_backoff_s, config.fetch.max_backoff_s)
+    summary.feeds_failed += 1
+    summary.failed_feeds.append(feed.id)
+    LOGGER.warning("feed %s failed: %s%s", feed.id, message, f" (next poll after {next_poll})" if next_poll else "")
+
+
+def _poll_one(fetcher: Fetcher, feed: Feed, headers: dict[str, str]) -> tuple[Fetched, ParsedFeed | None]:
+    """Fetch and parse one source: an RSS/Atom feed, a (news) sitemap or an HTML listing page."""
     fetched = fetcher.fetch(feed.url, headers=headers)
     if fetched.status == 304:
         return fetched, None
     body = decode_body(fetched)
+    if feed.kind == "html":
+        return fetched, parse_listing(body, fetched.final_url, feed.link_pattern)
+    if feed.kind == "sitemap":
+        parsed, children = parse_sitemap(body, fetched.final_url)
+        entries = {e.url: e for e in parsed.entries}
+        problems = [parsed.warning] if parsed.warning else []
+        for child in children[:MAX_CHILD_SITEMAPS]:
+            try:  # one broken child sitemap does not lose the others
+                child_fetched = fetcher.fetch(child)
+                child_parsed, _ = parse_sitemap(decode_body(child_fetched), child_fetched.final_url)
+            except (FetchError, FeedError) as e:
+                problems.append(f"child sitemap skipped: {e}")
+                continue
+            for e in child_parsed.entries:
+                entries.setdefault(e.url, e)
+        if children and not entries and problems:
+            raise FeedError(f"{feed.url}: sitemap index with no readable child sitemap ({'; '.join(problems)})")
+        # newest first, so max_entries_per_feed keeps the newest
+        ordered = sorted(entries.values(), key=lambda e: e.published or "", reverse=True)
+        return fetched, replace(parsed, entries=tuple(ordered), warning="; ".join(problems) or None)
     return fetched, parse_feed(body, fetched.final_url, dict(fetched.headers))
 
 
-def _fetch_pages(db: sqlite_utils.Database, pool: ThreadPoolExecutor, fetcher: Fetcher, config: Config,
-                 summary: CrawlSummary, progress: ProgressFn) -> None:
+def _fetch_pages(db: sqlite_utils.Database, fetcher: Fetcher, config: Config, summary: CrawlSummary,
+                 progress: ProgressFn, should_stop: StopFn) -> None:
     pending = store.pending_entries(db)
-    futures = {pool.submit(_fetch_and_extract, fetcher, entry["url"]): entry for entry in pending}
+    workers = pageworker.worker_count(config.fetch.extract_workers)
+    pool = pageworker.extraction_pool(workers) if len(pending) >= pageworker.MIN_PAGES_FOR_POOL else None
     done = 0
-    for future in as_completed(futures):
-        entry = futures[future]
+    for entry, future in run_by_host(pending, lambda e: e["url"], lambda e: _fetch_and_process(fetcher, e["url"], pool),
+                                     config.fetch.concurrency, config.fetch.per_host_concurrency, should_stop, "page"):
         done += 1
-        progress("pages", done, len(futures))
+        progress("pages", done, len(pending))
         try:
-            fetched, article, extract_error = future.result()
+            fetched, result = future.result()
         except FetchError as e:
             store.entry_failed(db, summary.run_id, entry, "fetch", e.kind, str(e))
             continue
@@ -165,22 +223,58 @@ def _fetch_pages(db: sqlite_utils.Database, pool: ThreadPoolExecutor, fetcher: F
             LOGGER.exception("page %s: unexpected error", entry["url"])
             store.entry_failed(db, summary.run_id, entry, "fetch", "internal", f"{type(e).__name__}: {e}")
             continue
-        _capture_id, stored = store.store_page(db, summary.run_id, entry, fetched, article, extract_error, EXTRACTOR)
+        facts = _page_facts(db, entry, fetched, result)
+        _capture_id, stored = store.store_page(db, summary.run_id, entry, fetched, result.article, result.error,
+                                               EXTRACTOR, facts)
         summary.new_captures += 1
         summary.new_articles += int(stored)
+        summary.duplicates += int(facts.same_as is not None)
 
 
-def _fetch_and_extract(fetcher: Fetcher, url: str) -> tuple[Fetched, Article | None, str | None]:
-    """Fetch a page; extract it when it is HTML. Extraction problems do not lose the capture."""
+def _fetch_and_process(fetcher: Fetcher, url: str, pool: Any) -> tuple[Fetched, pageworker.PageResult]:
+    """Fetch a page (this thread) and extract it (a worker process when there is a pool)."""
     fetched = fetcher.fetch(url)
-    ctype = fetched.header("Content-Type").split(";")[0].strip().lower()
-    if ctype not in HTML_TYPES:
-        return fetched, None, f"{url}: not an HTML page (Content-Type {ctype})"
+    if pool is None:
+        return fetched, pageworker.process_page(fetched)
     try:
-        body = decode_body(fetched)
-        return fetched, extract_article(body, fetched.final_url), None
-    except (ExtractError, FetchError) as e:
-        return fetched, None, str(e)
+        return fetched, pool.submit(pageworker.process_page, fetched).result()
+    except BrokenProcessPool:  # a worker died (killed, out of memory): this page is done here instead
+        LOGGER.warning("extraction worker died; extracting %s in the crawler process", url)
+        return fetched, pageworker.process_page(fetched)
+
+
+def _page_facts(db: sqlite_utils.Database, entry: dict[str, Any], fetched: Fetched,
+                result: pageworker.PageResult) -> store.PageFacts:
+    """Section and columnist, and whether the page repeats an article already stored.
+
+    - the same canonical URL (``<link rel=canonical>``, tracking parameters and AMP removed) or
+      the same text from the same outlet: the SAME article, no new row;
+    - the same text from another outlet: a syndicated copy (``duplicate_of``), same story;
+    - a near-duplicate text (MinHash, Jaccard >= dedup.DUPLICATE_JACCARD): same story.
+    """
+    article = result.article
+    if article is None:
+        return store.PageFacts(section=entry.get("section") or "news", columnist=entry.get("feed_columnist") or "")
+    section, columnist = classify_section(entry.get("section") or "news", fetched.final_url, article.author,
+                                          entry.get("feed_columnist") or "")
+    base = store.PageFacts(section=section, columnist=columnist, fingerprint=result.fingerprint,
+                           signature=result.signature, bands=result.bands)
+    canonical = canonical_url(article.canonical_url or fetched.final_url)
+    same = store.article_by_canonical_url(db, canonical)
+    if same and same != entry["article_id"]:
+        return replace(base, same_as=same)
+    exact = store.articles_with_fingerprint(db, result.fingerprint) if result.fingerprint else []
+    for row in exact:
+        if row["outlet_id"] == entry["outlet_id"]:
+            return replace(base, same_as=row["id"])
+    if exact:
+        return replace(base, story_id=exact[0]["story_id"], duplicate_of=exact[0]["id"])
+    if result.signature:
+        signature = pageworker.HASHER.from_bytes(result.signature)
+        for row in store.story_candidates(db, result.bands):
+            if dedup.is_near_duplicate(signature, pageworker.HASHER.from_bytes(row["signature"])):
+                return replace(base, story_id=row["story_id"])
+    return base
 
 
 def classify_pending(db: sqlite_utils.Database, classifier: Classifier, summary: CrawlSummary | None = None,

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,27 @@ def migration(name: str) -> Callable[[Callable[[sqlite_utils.Database], None]], 
     return register
 
 
+def _run_script(db: sqlite_utils.Database, script: str) -> None:
+    """Run SQL statements one by one inside the caller's transaction.
+
+    ``executescript`` would COMMIT first, so a crash half-way through a migration could leave
+    it applied but unrecorded; statement by statement it rolls back as a whole.
+    """
+    import sqlite3
+
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement[:80]!r}")
+
+
 @migration("initial schema")
 def _m001(db: sqlite_utils.Database) -> None:
-    db.executescript(
+    _run_script(db,
         """
         CREATE TABLE outlets (
             id TEXT PRIMARY KEY, name TEXT NOT NULL, homepage TEXT, scope TEXT, state TEXT,
@@ -134,6 +153,59 @@ def _m001(db: sqlite_utils.Database) -> None:
     db["articles"].enable_fts(["title", "text"], create_triggers=True, tokenize="unicode61 remove_diacritics 2")
 
 
+@migration("crawl state: feed backoff, re-checks, edits, removals, stories")
+def _m002(db: sqlite_utils.Database) -> None:
+    _run_script(db,
+        """
+        ALTER TABLE feeds ADD COLUMN next_poll_after TEXT;
+        ALTER TABLE runs ADD COLUMN schedule_id TEXT;
+        ALTER TABLE articles ADD COLUMN last_capture_id INTEGER REFERENCES captures(id);
+        ALTER TABLE articles ADD COLUMN last_checked_at TEXT;
+        ALTER TABLE articles ADD COLUMN removed_at TEXT;
+        ALTER TABLE articles ADD COLUMN edits INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE articles ADD COLUMN content_fingerprint TEXT;
+        ALTER TABLE articles ADD COLUMN story_id TEXT;
+        ALTER TABLE articles ADD COLUMN duplicate_of TEXT;
+        UPDATE articles SET story_id = id, last_capture_id = capture_id;
+        CREATE INDEX articles_story ON articles(story_id);
+        CREATE INDEX articles_fingerprint ON articles(content_fingerprint);
+        CREATE INDEX articles_first_seen ON articles(first_seen_at);
+        CREATE TABLE article_checks (
+            id INTEGER PRIMARY KEY, article_id TEXT NOT NULL REFERENCES articles(id), run_id INTEGER REFERENCES runs(id),
+            checked_at TEXT NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('unchanged', 'changed', 'removed', 'restored', 'error')),
+            http_status INTEGER, capture_id INTEGER REFERENCES captures(id), message TEXT
+        );
+        CREATE INDEX article_checks_article ON article_checks(article_id, id);
+        CREATE TABLE article_versions (
+            id INTEGER PRIMARY KEY, article_id TEXT NOT NULL REFERENCES articles(id),
+            capture_id INTEGER NOT NULL REFERENCES captures(id), detected_at TEXT NOT NULL,
+            title TEXT, text TEXT NOT NULL, text_sha256 TEXT NOT NULL, previous_text_sha256 TEXT NOT NULL,
+            diff TEXT NOT NULL
+        );
+        CREATE INDEX article_versions_article ON article_versions(article_id, id);
+        CREATE TABLE article_signatures (article_id TEXT PRIMARY KEY REFERENCES articles(id), signature BLOB NOT NULL);
+        CREATE TABLE story_bands (
+            band TEXT NOT NULL, article_id TEXT NOT NULL REFERENCES articles(id), PRIMARY KEY (band, article_id)
+        ) WITHOUT ROWID;
+        DROP VIEW flagged_articles;
+        CREATE VIEW flagged_articles AS
+            SELECT a.id AS article_id, a.published, o.name AS outlet, a.section, a.columnist, a.author,
+                   a.title, a.url, c.score, c.top_category, c.categories, c.voice, c.speaker,
+                   c.speaker_is_official, c.targets, c.model_id, c.model_version,
+                   (SELECT group_concat(p.text, ' […] ') FROM passages p WHERE p.classification_id = c.id) AS passages,
+                   lr.decision AS review_decision, lr.reviewer, lr.created_at AS reviewed_at,
+                   a.story_id, (SELECT count(*) - 1 FROM articles s WHERE s.story_id = a.story_id) AS copies,
+                   a.edits, a.removed_at
+            FROM latest_classifications c
+            JOIN articles a ON a.id = c.article_id
+            LEFT JOIN outlets o ON o.id = a.outlet_id
+            LEFT JOIN latest_reviews lr ON lr.article_id = a.id
+            WHERE c.stigmatising = 1;
+        """
+    )
+
+
 def connect(path: str | Path, migrate: bool = True) -> sqlite_utils.Database:
     """Open (creating if needed) the monitor database with WAL and foreign keys on.
 
@@ -221,6 +293,20 @@ def start_run(db: sqlite_utils.Database, kind: str = "crawl") -> int:
     return int(cursor.lastrowid)
 
 
+def set_run_schedule(db: sqlite_utils.Database, run_id: int, schedule_id: str) -> None:
+    """Record which schedule started a run."""
+    with db.conn:
+        db.execute("UPDATE runs SET schedule_id = ? WHERE id = ?", [schedule_id, run_id])
+
+
+def interrupted_schedules(db: sqlite_utils.Database) -> set[str]:
+    """Schedules whose latest run did not finish (stopped, or still 'running' after a crash)."""
+    return {r[0] for r in db.execute(
+        "SELECT r.schedule_id FROM runs r WHERE r.schedule_id IS NOT NULL AND r.id = "
+        "(SELECT max(r2.id) FROM runs r2 WHERE r2.schedule_id = r.schedule_id) "
+        "AND r.status IN ('stopped', 'interrupted', 'running')")}
+
+
 def finish_run(db: sqlite_utils.Database, run_id: int, status: str, counts: dict[str, int]) -> None:
     """Close a run with its final counters."""
     allowed = {"feeds_ok", "feeds_failed", "new_entries", "new_articles", "new_captures", "classified", "errors"}
@@ -248,6 +334,7 @@ def record_feed_ok(db: sqlite_utils.Database, feed_id: str, fetched: Fetched, n_
         updates: dict[str, Any] = {
             "last_polled_at": fetched.captured_at, "last_ok_at": fetched.captured_at,
             "last_status": fetched.status, "consecutive_failures": 0, "feed_warning": warning,
+            "next_poll_after": None,
         }
         if fetched.status != 304:
             updates.update({"etag": fetched.header("ETag") or None,
@@ -257,8 +344,13 @@ def record_feed_ok(db: sqlite_utils.Database, feed_id: str, fetched: Fetched, n_
 
 
 def record_feed_failure(db: sqlite_utils.Database, run_id: int, feed_id: str, url: str, error_type: str,
-                        message: str, status: int | None = None) -> None:
-    """Count a failed poll against the feed and append it to ``failures``."""
+                        message: str, status: int | None = None, backoff_s: float = 0.0,
+                        max_backoff_s: float = 86_400.0) -> str | None:
+    """Count a failed poll against the feed, append it to ``failures`` and back the feed off.
+
+    The n-th consecutive failure holds the feed back ``backoff_s * 2**(n-1)`` seconds (at most
+    ``max_backoff_s``); returns the time of the next allowed poll (None without backoff).
+    """
     now = utc_now()
     with db.conn:
         db.execute(
@@ -266,7 +358,35 @@ def record_feed_failure(db: sqlite_utils.Database, run_id: int, feed_id: str, ur
             "consecutive_failures = consecutive_failures + 1 WHERE id = ?",
             [now, message[:2000], now, status, feed_id],
         )
+        failures = db.execute("SELECT consecutive_failures FROM feeds WHERE id = ?", [feed_id]).fetchone()
+        next_poll = None
+        if backoff_s > 0 and failures:
+            delay = min(backoff_s * 2 ** (max(1, failures[0]) - 1), max_backoff_s)
+            next_poll = db.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)", [f"+{delay:.0f} seconds"]).fetchone()[0]
+            db.execute("UPDATE feeds SET next_poll_after = ? WHERE id = ?", [next_poll, feed_id])
     record_failure(db, run_id, "feed", error_type, message, url=url, feed_id=feed_id)
+    return next_poll
+
+
+def feeds_backing_off(db: sqlite_utils.Database) -> dict[str, str]:
+    """Feeds held back after repeated failures: id -> time of the next allowed poll."""
+    return {r[0]: r[1] for r in db.execute(
+        "SELECT id, next_poll_after FROM feeds WHERE next_poll_after > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")}
+
+
+def feed_health(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Per feed: last success and error, consecutive failures, backoff, articles (all, per day over 7 days)."""
+    return [dict(r) for r in db.query(
+        """
+        SELECT f.id, f.url, f.kind, f.section, f.enabled, f.last_ok_at, f.last_status, f.consecutive_failures,
+               f.last_error, f.last_error_at, f.last_entries, f.next_poll_after,
+               f.next_poll_after > strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS backing_off,
+               (SELECT count(*) FROM articles a WHERE a.feed_id = f.id) AS articles,
+               round((SELECT count(*) FROM articles a WHERE a.feed_id = f.id
+                      AND a.first_seen_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-7 days')) / 7.0, 2)
+                   AS articles_per_day
+        FROM feeds f ORDER BY f.id
+        """)]
 
 
 def add_entries(db: sqlite_utils.Database, feed_id: str, entries: list[Entry]) -> int:
@@ -333,34 +453,56 @@ def _insert_capture(db: sqlite_utils.Database, aid: str, fetched: Fetched, run_i
     return int(cursor.lastrowid)
 
 
+@dataclass(frozen=True, slots=True)
+class PageFacts:
+    """What the pipeline decided about a page before storing it (section, dedup, story)."""
+
+    section: str = "news"
+    columnist: str = ""
+    fingerprint: str = ""
+    signature: bytes = b""
+    bands: tuple[str, ...] = ()
+    story_id: str | None = None        # None: the article starts its own story
+    duplicate_of: str | None = None    # same text already stored for another outlet's article
+    same_as: str | None = None         # the SAME article already stored (canonical URL / same outlet copy)
+
+
 def store_page(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], fetched: Fetched,
-               article: Article | None, extract_error: str | None, extractor: str) -> tuple[int, bool]:
+               article: Article | None, extract_error: str | None, extractor: str,
+               facts: PageFacts | None = None) -> tuple[int, bool]:
     """Store a fetched page in ONE transaction: capture, article (if extracted), entry done.
 
     A crash before the commit leaves nothing behind and the entry stays pending; after it,
-    everything is there. Returns ``(capture_id, article_stored)``.
+    everything is there. A page that is an article already stored (``facts.same_as``) keeps its
+    capture, attached to that article, and adds no article row. Returns ``(capture_id, article_stored)``.
     """
-    aid = entry["article_id"]
+    facts = facts or PageFacts(section=entry.get("section") or "news", columnist=entry.get("feed_columnist") or "")
+    aid = facts.same_as or entry["article_id"]
     now = utc_now()
     with db.conn:
         capture_id = _insert_capture(db, aid, fetched, run_id)
         stored = False
-        if article is not None:
-            db["articles"].insert({
-                "id": aid, "url": entry["url"], "canonical_url": canonical_url(article.canonical_url or fetched.final_url),
-                "outlet_id": entry["outlet_id"], "feed_id": entry["feed_id"], "section": entry["section"],
-                "columnist": entry.get("feed_columnist") or "",
-                "title": article.title or entry.get("title") or "", "author": article.author or entry.get("author") or "",
-                "published": article.published or entry.get("published"), "site_name": article.site_name,
-                "language": article.language, "description": article.description, "text": article.text,
-                "text_sha256": hashlib.sha256(article.text.encode("utf-8")).hexdigest(),
-                "capture_id": capture_id, "first_seen_at": entry["first_seen_at"], "extracted_at": now,
-                "extractor": extractor,
-            }, pk="id", ignore=True)
-            stored = True
+        if article is not None and not facts.same_as:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO articles (id, url, canonical_url, outlet_id, feed_id, section, columnist, title, "
+                "author, published, site_name, language, description, text, text_sha256, capture_id, first_seen_at, "
+                "extracted_at, extractor, last_capture_id, content_fingerprint, story_id, duplicate_of) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [aid, entry["url"], canonical_url(article.canonical_url or fetched.final_url), entry["outlet_id"],
+                 entry["feed_id"], facts.section, facts.columnist, article.title or entry.get("title") or "",
+                 article.author or entry.get("author") or "", article.published or entry.get("published"),
+                 article.site_name, article.language, article.description, article.text,
+                 hashlib.sha256(article.text.encode("utf-8")).hexdigest(), capture_id, entry["first_seen_at"], now,
+                 extractor, capture_id, facts.fingerprint or None, facts.story_id or aid, facts.duplicate_of],
+            )
+            stored = cursor.rowcount > 0
+            if stored and facts.signature:
+                db.execute("INSERT OR REPLACE INTO article_signatures VALUES (?, ?)", [aid, facts.signature])
+                db.conn.executemany("INSERT OR IGNORE INTO story_bands VALUES (?, ?)", [(b, aid) for b in facts.bands])
+        status = "duplicate" if facts.same_as else ("stored" if article is not None else "unextracted")
         db.execute(
             "UPDATE entries SET status = ?, done_at = ?, attempts = attempts + 1, last_error = ? WHERE url = ?",
-            ["stored" if stored else "unextracted", now, extract_error, entry["url"]],
+            [status, now, extract_error, entry["url"]],
         )
         if extract_error:
             db["failures"].insert({
@@ -368,6 +510,92 @@ def store_page(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], fe
                 "error_type": "extract", "message": extract_error[:2000], "occurred_at": now,
             })
     return capture_id, stored
+
+
+def article_by_canonical_url(db: sqlite_utils.Database, url: str) -> str | None:
+    """Id of a stored article whose canonical URL is ``url``."""
+    row = db.execute("SELECT id FROM articles WHERE canonical_url = ? ORDER BY first_seen_at LIMIT 1", [url]).fetchone()
+    return row[0] if row else None
+
+
+def articles_with_fingerprint(db: sqlite_utils.Database, fingerprint: str) -> list[dict[str, Any]]:
+    """Stored articles with exactly this normalised text (earliest first)."""
+    return list(db.query("SELECT id, outlet_id, story_id FROM articles WHERE content_fingerprint = ? "
+                         "ORDER BY first_seen_at, id", [fingerprint]))
+
+
+def story_candidates(db: sqlite_utils.Database, bands: tuple[str, ...] | list[str],
+                     window_days: int = 14) -> list[dict[str, Any]]:
+    """Articles of the last ``window_days`` sharing an LSH band with a signature, with signature and story.
+
+    The window keeps daily template pieces (exchange rates, crime tallies) from joining one
+    endless story. Earliest first.
+    """
+    if not bands:
+        return []
+    marks = ",".join("?" * len(bands))
+    return list(db.query(
+        f"SELECT a.id, a.story_id, a.outlet_id, s.signature FROM articles a JOIN article_signatures s ON s.article_id = a.id "
+        f"WHERE a.id IN (SELECT DISTINCT article_id FROM story_bands WHERE band IN ({marks})) "
+        "AND a.first_seen_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) "
+        "ORDER BY a.first_seen_at, a.id", [*bands, f"-{int(window_days)} days"]))
+
+
+# --- re-checks: edits and removals -------------------------------------------------------------
+
+def articles_to_recheck(db: sqlite_utils.Database, days: int, flagged_days: int,
+                        limit: int = 5000) -> list[dict[str, Any]]:
+    """Articles first seen in the last ``days`` (flagged ones: ``flagged_days``), least recently checked first.
+
+    Each row carries the latest capture's hash and the current text's hash to compare with.
+    """
+    return list(db.query(
+        """
+        SELECT a.id, a.url, a.feed_id, a.outlet_id, a.removed_at, a.edits,
+               c.sha256 AS capture_sha256, c.id AS capture_id,
+               coalesce((SELECT v.text_sha256 FROM article_versions v WHERE v.article_id = a.id ORDER BY v.id DESC LIMIT 1),
+                        a.text_sha256) AS text_sha256,
+               coalesce((SELECT v.text FROM article_versions v WHERE v.article_id = a.id ORDER BY v.id DESC LIMIT 1),
+                        a.text) AS text
+        FROM articles a JOIN captures c ON c.id = coalesce(a.last_capture_id, a.capture_id)
+        WHERE a.first_seen_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)
+           OR (a.first_seen_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)
+               AND EXISTS (SELECT 1 FROM latest_classifications lc WHERE lc.article_id = a.id AND lc.stigmatising = 1))
+        ORDER BY coalesce(a.last_checked_at, ''), a.first_seen_at LIMIT ?
+        """, [f"-{int(days)} days", f"-{int(flagged_days)} days", int(limit)]))
+
+
+def record_check(db: sqlite_utils.Database, run_id: int, article: dict[str, Any], outcome: str,
+                 http_status: int | None = None, message: str | None = None, fetched: Fetched | None = None,
+                 new_text: Article | None = None, diff: str = "") -> int | None:
+    """Record one re-check in ONE transaction; returns the new capture id for a changed page.
+
+    ``changed``: a new capture and a new ``article_versions`` row with the diff (old captures
+    and the original text stay); ``removed``: ``removed_at`` is set the first time the page is
+    seen gone (and kept); ``restored``: the page answers again.
+    """
+    now = utc_now()
+    capture_id = None
+    with db.conn:
+        if fetched is not None and outcome in ("changed", "restored") and new_text is not None:
+            capture_id = _insert_capture(db, article["id"], fetched, run_id)
+            new_sha = hashlib.sha256(new_text.text.encode("utf-8")).hexdigest()
+            if new_sha != article["text_sha256"]:
+                db.execute(
+                    "INSERT INTO article_versions (article_id, capture_id, detected_at, title, text, text_sha256, "
+                    "previous_text_sha256, diff) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [article["id"], capture_id, now, new_text.title, new_text.text, new_sha, article["text_sha256"], diff])
+                db.execute("UPDATE articles SET edits = edits + 1 WHERE id = ?", [article["id"]])
+            db.execute("UPDATE articles SET last_capture_id = ? WHERE id = ?", [capture_id, article["id"]])
+        if outcome == "removed":
+            db.execute("UPDATE articles SET removed_at = coalesce(removed_at, ?) WHERE id = ?", [now, article["id"]])
+        if outcome == "restored":
+            db.execute("UPDATE articles SET removed_at = NULL WHERE id = ?", [article["id"]])
+        db.execute("UPDATE articles SET last_checked_at = ? WHERE id = ?", [now, article["id"]])
+        db.execute(
+            "INSERT INTO article_checks (article_id, run_id, checked_at, outcome, http_status, capture_id, message) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", [article["id"], run_id, now, outcome, http_status, capture_id, message])
+    return capture_id
 
 
 # --- classifications -------------------------------------------------------------------------

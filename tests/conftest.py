@@ -83,3 +83,20 @@ def artifacts() -> Path:
     """Where tests save screenshots and reports (kept after the run)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def make_server() -> Iterator[object]:
+    """Factory of fresh loopback servers (each its own port, so its own host for politeness)."""
+    servers: list[FixtureServer] = []
+
+    def make() -> FixtureServer:
+        server = FixtureServer()
+        server.thread.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()

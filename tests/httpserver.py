@@ -24,6 +24,7 @@ class FixtureServer(ThreadingHTTPServer):
         self.log: list[tuple[float, str]] = []
         self.hits: dict[str, int] = {}
         self.sent: dict[str, bytes] = {}      # the exact body bytes last sent per path
+        self.latency: dict[str, float] = {}   # path prefix -> seconds to wait before answering
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -58,6 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.log.append((time.monotonic(), path))
             self.server.hits[path] = self.server.hits.get(path, 0) + 1
             hit = self.server.hits[path]
+        wait = max((s for prefix, s in self.server.latency.items() if path.startswith(prefix)), default=0.0)
+        if wait:
+            time.sleep(wait)
         if path.startswith("/status/"):
             return self._send(int(path.rsplit("/", 1)[1]), {"Content-Type": "text/plain"}, b"status")
         if path == "/slow":

@@ -1,0 +1,117 @@
+"""Re-check recent articles: a changed page becomes a new capture with a diff, a vanished one is marked removed.
+
+Edits and deletions are evidence: an outlet that quietly rewrites or deletes a smear after
+complaints has done something a lawyer needs to show. Old captures are never touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from . import pageworker, store
+from .config import Config
+from .errors import FetchError
+from .fetch import Fetcher
+from .hostqueue import run_by_host
+
+LOGGER = logging.getLogger(__name__)
+GONE = (404, 410)
+MAX_DIFF_CHARS = 200_000
+
+
+@dataclass
+class RecheckSummary:
+    """Counters of one re-check run."""
+
+    run_id: int = 0
+    checked: int = 0
+    unchanged: int = 0
+    changed: int = 0
+    removed: int = 0
+    restored: int = 0
+    errors: int = 0
+
+    def line(self) -> str:
+        """The one-line summary printed after a run."""
+        return (f"recheck run {self.run_id}: checked {self.checked}; unchanged {self.unchanged}, changed {self.changed}, "
+                f"removed {self.removed}, restored {self.restored}; errors {self.errors}")
+
+
+def text_diff(old: str, new: str) -> str:
+    """Unified diff of two article texts, paragraph per line (capped at 200k characters)."""
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), "captured before", "captured now", lineterm="", n=1)
+    out = "\n".join(lines)
+    return out if len(out) <= MAX_DIFF_CHARS else out[:MAX_DIFF_CHARS] + "\n[… diff truncated]"
+
+
+def recheck(db: sqlite_utils.Database, config: Config, days: int = 7, flagged_days: int = 60, limit: int = 5000,
+            fetcher: Fetcher | None = None, should_stop: Callable[[], bool] = lambda: False,
+            schedule_id: str | None = None, progress: Callable[[str, int, int], None] = lambda *a: None) -> RecheckSummary:
+    """Re-fetch articles first seen in the last ``days`` (flagged: ``flagged_days``) and record what changed."""
+    summary = RecheckSummary(run_id=store.start_run(db, "recheck"))
+    if schedule_id:
+        store.set_run_schedule(db, summary.run_id, schedule_id)
+    own = fetcher is None
+    fetcher = fetcher or Fetcher(config.fetch)
+    status = "interrupted"
+    try:
+        rows = store.articles_to_recheck(db, days, flagged_days, limit)
+        for row, future in run_by_host(rows, lambda r: r["url"], lambda r: _fetch(fetcher, r["url"]),
+                                       config.fetch.concurrency, config.fetch.per_host_concurrency, should_stop, "recheck"):
+            summary.checked += 1
+            progress("recheck", summary.checked, len(rows))
+            _record(db, summary, row, future)
+        status = "stopped" if should_stop() else "ok"
+    finally:
+        store.finish_run(db, summary.run_id, status, {"errors": summary.errors})
+        if own:
+            fetcher.close()
+    return summary
+
+
+def _fetch(fetcher: Fetcher, url: str) -> Any:
+    fetched = fetcher.fetch(url)
+    return fetched, pageworker.process_page(fetched)
+
+
+def _record(db: sqlite_utils.Database, summary: RecheckSummary, row: dict[str, Any], future: Any) -> None:
+    try:
+        fetched, result = future.result()
+    except FetchError as e:
+        if e.status in GONE:
+            store.record_check(db, summary.run_id, row, "removed", e.status, str(e))
+            summary.removed += 1
+        else:  # a timeout or a 500 says nothing about deletion
+            store.record_check(db, summary.run_id, row, "error", e.status, str(e))
+            store.record_failure(db, summary.run_id, "recheck", e.kind, str(e), url=row["url"], feed_id=row["feed_id"])
+            summary.errors += 1
+        return
+    except Exception as e:  # never let one page stop the run
+        LOGGER.exception("recheck of %s failed", row["url"])
+        store.record_check(db, summary.run_id, row, "error", None, f"{type(e).__name__}: {e}")
+        summary.errors += 1
+        return
+    was_removed = bool(row["removed_at"])
+    if result.article is None:
+        store.record_check(db, summary.run_id, row, "error", fetched.status, result.error or "no text extracted")
+        summary.errors += 1
+        return
+    text_same = result.article.text == row["text"]
+    if was_removed:
+        store.record_check(db, summary.run_id, row, "restored", fetched.status, "answers again", fetched,
+                           result.article, "" if text_same else text_diff(row["text"], result.article.text))
+        summary.restored += 1
+    elif text_same:
+        note = "same bytes" if fetched.sha256 == row["capture_sha256"] else "page bytes changed, article text did not"
+        store.record_check(db, summary.run_id, row, "unchanged", fetched.status, note)
+        summary.unchanged += 1
+    else:
+        store.record_check(db, summary.run_id, row, "changed", fetched.status, "article text changed", fetched,
+                           result.article, text_diff(row["text"], result.article.text))
+        summary.changed += 1
