@@ -14,6 +14,8 @@ import click
 from . import __version__
 from .errors import MonitorError
 
+LOGGER = logging.getLogger("monitor.cli")
+
 LOGGER = logging.getLogger("monitor")
 
 
@@ -101,14 +103,18 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
 # --- configuration ---------------------------------------------------------------------------
 
 @cli.command()
+@click.option("--schedules", "schedules_path", default="schedules", show_default=True,
+              help="Schedules file or directory of *.yaml to validate too (skipped when absent).")
 @pass_ctx
-def check(obj: Context) -> None:
-    """Validate feeds.yaml and the classifier definition; list every problem.
+def check(obj: Context, schedules_path: str) -> None:
+    """Validate feeds.yaml, the schedules and the classifier definition; list every problem.
 
     \b
     Example:
-      monitor --feeds feeds.yaml check
+      monitor --feeds feeds.yaml check --schedules schedules/
     """
+    from .schedules import check_against_config, load_schedules
+
     from .classifier.registry import load_spec
     from .classifier.targets import Watchlist
 
@@ -120,6 +126,12 @@ def check(obj: Context) -> None:
     unverified = sum(1 for _, f in feeds if not f.verified)
     click.echo(f"{config.source}: OK: {len(config.outlets)} outlets, {len(feeds)} enabled feeds "
                f"({unverified} unverified); classifier {spec.name} ({spec.kind}) OK")
+    if Path(schedules_path).exists():
+        schedules = load_schedules(schedules_path)
+        check_against_config(schedules, config, schedules_path)
+        for s in schedules:
+            what = f"{len(s.select(config))} feeds" if s.job == "crawl" else f"articles of the last {s.days} days"
+            click.echo(f"schedule {s.id}: {s.job} {('every ' + str(int(s.every_s)) + 's') if s.every_s else s.cron}, {what}")
 
 
 # --- crawling --------------------------------------------------------------------------------
@@ -128,24 +140,122 @@ def check(obj: Context) -> None:
 @click.option("--once", is_flag=True, default=True, help="Poll every feed once and exit (the default).")
 @click.option("--no-classify", is_flag=True, help="Store articles without classifying them.")
 @click.option("--silent", is_flag=True, help="No progress output.")
+@click.option("--outlet", "outlets", multiple=True, help="Only feeds of this outlet id (repeatable).")
+@click.option("--section", "sections", multiple=True, type=click.Choice(["news", "opinion"]),
+              help="Only feeds of this section (repeatable).")
 @pass_ctx
-def crawl(obj: Context, once: bool, no_classify: bool, silent: bool) -> None:
+def crawl(obj: Context, once: bool, no_classify: bool, silent: bool, outlets: tuple[str, ...],
+          sections: tuple[str, ...]) -> None:
     """Poll every enabled feed, fetch new articles, extract, store and classify them.
 
     Exits 0 even when some feeds fail (failures are recorded in the database);
-    non-zero only for configuration errors. For schedules, use a cron job or a service.
+    non-zero only for configuration errors. To run on schedules, use `monitor run`.
 
     \b
     Example:
       monitor --db monitor.db --feeds feeds.yaml crawl --once
+      monitor crawl --section opinion --outlet la-jornada
     """
     from .pipeline import crawl_once
+    from .schedules import Schedule, check_against_config
 
     config = obj.config()
+    selection = Schedule(id="cli", outlets=outlets, sections=sections)
+    check_against_config([selection], config, "command line")
     db = obj.db()
     classifier = None if no_classify else obj.classifier()
-    summary = crawl_once(db, config, classifier, progress=_progress(not silent and obj.verbosity >= 0))
+    summary = crawl_once(db, config, classifier, progress=_progress(not silent and obj.verbosity >= 0),
+                         feeds=selection.select(config))
     click.echo(summary.line())
+
+
+@cli.group()
+def feeds() -> None:
+    """Work on feeds.yaml: find an outlet's feeds and sitemaps."""
+
+
+@feeds.command("discover")
+@click.argument("homepage")
+@pass_ctx
+def feeds_discover(obj: Context, homepage: str) -> None:
+    """Propose feed and sitemap entries for an outlet, to paste into feeds.yaml.
+
+    Looks at the homepage's <link rel="alternate"> feeds and feed-like links, robots.txt
+    Sitemap: lines and the usual sitemap locations; proposes only those that parse.
+    For opinion pages without a feed, add a `kind: html` entry with a `link_pattern` by hand.
+
+    \b
+    Example:
+      monitor feeds discover https://www.jornada.com.mx/ >> proposals.yaml
+    """
+    from .config import FetchSettings
+    from .discover import discover_sources, format_yaml
+    from .errors import FetchError
+    from .fetch import Fetcher, decode_body
+
+    with Fetcher(FetchSettings(retries=1, per_host_delay_s=0.5)) as fetcher:
+        def fetch(url: str) -> tuple[int, bytes, str]:
+            try:
+                got = fetcher.fetch(url)
+            except FetchError as e:
+                LOGGER.info("discover: %s", e)
+                return (e.status or 0, b"", url)
+            return got.status, decode_body(got), got.final_url
+
+        proposals = discover_sources(homepage, fetch)
+    if not proposals:
+        raise click.ClickException(f"no working feed or sitemap found for {homepage}; "
+                                   "add a `kind: html` listing page with a `link_pattern` instead")
+    click.echo(format_yaml(proposals), nl=False)
+    click.echo(f"# {len(proposals)} source(s) found for {homepage}", err=True)
+
+
+@cli.command()
+@click.option("--days", default=7, show_default=True, help="Re-check articles first seen in the last N days ...")
+@click.option("--flagged-days", default=60, show_default=True, help="... and flagged articles of the last N days.")
+@click.option("--limit", default=5000, show_default=True, help="At most this many articles.")
+@click.option("--silent", is_flag=True, help="No progress output.")
+@pass_ctx
+def recheck(obj: Context, days: int, flagged_days: int, limit: int, silent: bool) -> None:
+    """Re-fetch recent articles: record edits (new capture + diff) and removals (404/410).
+
+    \b
+    Example:
+      monitor --db monitor.db recheck --days 7 --flagged-days 90
+    """
+    from .recheck import recheck as run_recheck
+
+    summary = run_recheck(obj.db(), obj.config(), days, flagged_days, limit,
+                          progress=_progress(not silent and obj.verbosity >= 0))
+    click.echo(summary.line())
+
+
+@cli.command()
+@click.option("--schedules", "schedules_path", default="schedules", show_default=True,
+              help="Schedules file, or a directory of *.yaml.")
+@click.option("--now", is_flag=True, help="Run every schedule once right away, then keep to the schedules.")
+@click.option("--log-json", is_flag=True, help="Structured logs: one JSON object per line on stderr.")
+@pass_ctx
+def run(obj: Context, schedules_path: str, now: bool, log_json: bool) -> None:
+    """Run the schedules until stopped (SIGTERM or Ctrl-C finish the pages in flight, then exit).
+
+    Jobs and their next run times are kept in <db>.schedule.sqlite, so a restart resumes them;
+    a run cut short by a stop or a crash runs again at start-up.
+
+    \b
+    Example:
+      monitor --db monitor.db --feeds feeds.yaml run --schedules schedules/ --log-json
+    """
+    from .runner import JsonFormatter, RunnerSettings, run_forever
+
+    if log_json:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
+    if obj.verbosity >= 0:
+        logging.getLogger("monitor").setLevel(logging.INFO)
+    settings = RunnerSettings(db=obj.db_path, feeds=obj.feeds_path, schedules=schedules_path,
+                              classifier=obj.classifier_name)
+    raise SystemExit(run_forever(settings, now=now))
 
 
 @cli.command()
@@ -370,25 +480,47 @@ def serve(obj: Context, host: str, port: int) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, one per feed.")
+@click.option("--schedules", "schedules_path", default="schedules", show_default=True,
+              help="Schedules, to show each feed's next run.")
 @pass_ctx
-def status(obj: Context, as_json: bool) -> None:
-    """Feed health: last success, last error, consecutive failures, entries.
+def status(obj: Context, as_json: bool, schedules_path: str) -> None:
+    """Feed health: last success, last error, consecutive failures, articles per day, next run.
+
+    A feed that keeps failing backs off (15 min, doubling, at most a day) and shows BACKING OFF
+    with the time of its next attempt.
 
     \b
     Example:
       monitor status --json
     """
+    from . import store
+    from .runner import next_runs
+    from .schedules import load_schedules
+
     db = obj.db()
-    rows = list(db.query(
-        "SELECT f.id, f.url, f.last_ok_at, f.last_status, f.consecutive_failures, f.last_error, f.last_entries, "
-        "(SELECT count(*) FROM articles a WHERE a.feed_id = f.id) AS articles FROM feeds f ORDER BY f.id"))
+    rows = store.feed_health(db)
+    next_feed_run: dict[str, str] = {}
+    if Path(schedules_path).exists() and Path(obj.feeds_path).exists():
+        runs = next_runs(obj.db_path)
+        config = obj.config()
+        for s in load_schedules(schedules_path):
+            if s.job == "crawl" and s.id in runs:
+                for _o, f in s.select(config):
+                    if f.id not in next_feed_run or runs[s.id] < next_feed_run[f.id]:
+                        next_feed_run[f.id] = runs[s.id]
     for r in rows:
+        nxt = next_feed_run.get(r["id"])
+        if r["next_poll_after"] and (nxt is None or r["next_poll_after"] > nxt):
+            nxt = r["next_poll_after"]
+        r["next_run"] = nxt
+        r["state"] = ("BACKING OFF" if r["backing_off"] else "FAILING" if r["consecutive_failures"]
+                      else "ok" if r["last_ok_at"] else "never polled")
         if as_json:
             click.echo(json.dumps(r, ensure_ascii=False))
         else:
-            state = "FAILING" if r["consecutive_failures"] else ("ok" if r["last_ok_at"] else "never polled")
-            click.echo(f"{r['id']:<40} {state:<12} articles {r['articles']:<5} "
-                       f"last ok {r['last_ok_at'] or '-'}  {r['last_error'] or ''}")
+            click.echo(f"{r['id']:<40} {r['state']:<12} fails {r['consecutive_failures']:<3} "
+                       f"articles {r['articles']:<5} {r['articles_per_day']:>5.1f}/day  last ok {r['last_ok_at'] or '-'}  "
+                       f"next {nxt or '-'}  {r['last_error'] or ''}")
 
 
 @cli.command()
