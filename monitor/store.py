@@ -206,6 +206,22 @@ def _m002(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("review desk: user accounts and API tokens")
+def _m003(db: sqlite_utils.Database) -> None:
+    _run_script(db,
+        """
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('reviewer', 'analyst', 'admin')),
+            password_hash TEXT NOT NULL, created_at TEXT NOT NULL, disabled_at TEXT
+        );
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), token_sha256 TEXT NOT NULL UNIQUE,
+            label TEXT, created_at TEXT NOT NULL, revoked_at TEXT
+        );
+        """
+    )
+
+
 def connect(path: str | Path, migrate: bool = True) -> sqlite_utils.Database:
     """Open (creating if needed) the monitor database with WAL and foreign keys on.
 
