@@ -206,22 +206,6 @@ def _m002(db: sqlite_utils.Database) -> None:
     )
 
 
-@migration("review desk: user accounts and API tokens")
-def _m003(db: sqlite_utils.Database) -> None:
-    _run_script(db,
-        """
-        CREATE TABLE users (
-            name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('reviewer', 'analyst', 'admin')),
-            password_hash TEXT NOT NULL, created_at TEXT NOT NULL, disabled_at TEXT
-        );
-        CREATE TABLE api_tokens (
-            id INTEGER PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), token_sha256 TEXT NOT NULL UNIQUE,
-            label TEXT, created_at TEXT NOT NULL, revoked_at TEXT
-        );
-        """
-    )
-
-
 def connect(path: str | Path, migrate: bool = True) -> sqlite_utils.Database:
     """Open (creating if needed) the monitor database with WAL and foreign keys on.
 
@@ -654,6 +638,203 @@ def store_classification(db: sqlite_utils.Database, aid: str, text_sha256: str, 
                  p.voice, p.speaker, int(p.speaker_is_official), json.dumps(list(p.targets), ensure_ascii=False)],
             )
     return cid
+
+
+# --- accounts, reviews and the triage queue ---------------------------------------------------
+
+ACCOUNTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('reviewer', 'analyst', 'admin')),
+    password_hash TEXT NOT NULL, created_at TEXT NOT NULL, disabled_at TEXT
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), token_sha256 TEXT NOT NULL UNIQUE,
+    label TEXT, created_at TEXT NOT NULL, revoked_at TEXT
+);
+"""
+
+
+def accounts_path(db_path: str | Path) -> Path:
+    """The accounts file beside a monitor database.
+
+    Accounts live in their own SQLite file, never served by Datasette: analysts may run any
+    SQL on the monitor database, and must not read password hashes.
+    """
+    p = Path(db_path)
+    return p.with_name(p.name + ".accounts.sqlite")
+
+
+def connect_accounts(db_path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the accounts database of the monitor database ``db_path``."""
+    db = sqlite_utils.Database(str(accounts_path(db_path)))
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA busy_timeout = 10000")
+    with db.conn:
+        _run_script(db, ACCOUNTS_SCHEMA)
+    return db
+
+
+def add_user(db: sqlite_utils.Database, name: str, role: str, password_hash: str) -> None:
+    """Create a user, or change the role and password of an existing one."""
+    with db.conn:
+        db.execute("INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT(name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash, "
+                   "disabled_at = NULL", [name, role, password_hash, utc_now()])
+
+
+def get_user(db: sqlite_utils.Database, name: str) -> dict[str, Any] | None:
+    """An active user's row (None when unknown or removed)."""
+    rows = list(db.query("SELECT name, role, password_hash, created_at FROM users WHERE name = ? AND disabled_at IS NULL",
+                         [name]))
+    return rows[0] if rows else None
+
+
+def list_users(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Active users with their number of review decisions and live API tokens."""
+    return list(db.query(
+        "SELECT u.name, u.role, u.created_at, (SELECT count(*) FROM reviews r WHERE r.reviewer = u.name) AS decisions, "
+        "(SELECT count(*) FROM api_tokens t WHERE t.user = u.name AND t.revoked_at IS NULL) AS tokens "
+        "FROM users u WHERE u.disabled_at IS NULL ORDER BY u.name"))
+
+
+def remove_user(db: sqlite_utils.Database, name: str) -> bool:
+    """Disable a user and revoke their tokens (their past decisions stay, attributed to them)."""
+    now = utc_now()
+    with db.conn:
+        cursor = db.execute("UPDATE users SET disabled_at = ? WHERE name = ? AND disabled_at IS NULL", [now, name])
+        db.execute("UPDATE api_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", [now, name])
+    return cursor.rowcount > 0
+
+
+def add_token(db: sqlite_utils.Database, user: str, token_sha256: str, label: str = "") -> None:
+    """Store the hash of a new API token for ``user``."""
+    with db.conn:
+        db.execute("INSERT INTO api_tokens (user, token_sha256, label, created_at) VALUES (?, ?, ?, ?)",
+                   [user, token_sha256, label, utc_now()])
+
+
+def user_for_token(db: sqlite_utils.Database, token_sha256: str) -> dict[str, Any] | None:
+    """The active user owning a live token."""
+    rows = list(db.query(
+        "SELECT u.name, u.role FROM api_tokens t JOIN users u ON u.name = t.user "
+        "WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL", [token_sha256]))
+    return rows[0] if rows else None
+
+
+def record_review(db: sqlite_utils.Database, article_id: str, reviewer: str, decision: str,
+                  categories: list[str] | None = None, voice: str | None = None, speaker: str | None = None,
+                  targets: list[str] | None = None, note: str = "") -> int:
+    """Append a reviewer's decision (never updates an earlier one); the model version seen is recorded.
+
+    Raises:
+        KeyError: no such article.
+    """
+    with db.conn:
+        seen = db.execute("SELECT model_id, model_version FROM classifications WHERE article_id = ? ORDER BY id DESC LIMIT 1",
+                          [article_id]).fetchone()
+        if db.execute("SELECT 1 FROM articles WHERE id = ?", [article_id]).fetchone() is None:
+            raise KeyError(article_id)
+        cursor = db.execute(
+            "INSERT INTO reviews (article_id, reviewer, decision, categories, voice, speaker, targets, note, model_id, "
+            "model_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [article_id, reviewer, decision, json.dumps(categories) if categories is not None else None, voice, speaker,
+             json.dumps(targets, ensure_ascii=False) if targets is not None else None, note or None,
+             seen[0] if seen else None, seen[1] if seen else None, utc_now()])
+    return int(cursor.lastrowid)
+
+
+QUEUE_ORDERS = {"score": "c.score DESC, a.published DESC", "uncertain": "c.score ASC, a.published DESC"}
+
+
+def queue(db: sqlite_utils.Database, order: str = "score", limit: int = 50, reviewed: bool = False) -> list[dict[str, Any]]:
+    """Flagged articles (latest verdict) not yet reviewed, best first or most uncertain first.
+
+    "uncertain" ranks the flags closest to the threshold first: the decisions that teach the
+    model most. Walks the (stigmatising, score) index, so it stays fast on large databases.
+    """
+    reviewed_clause = "" if reviewed else "AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.article_id = c.article_id)"
+    return list(db.query(
+        f"""
+        SELECT c.id AS classification_id, c.article_id, c.score, c.categories, c.top_category, c.voice, c.speaker,
+               c.speaker_is_official, c.targets, c.model_id, c.model_version, a.title, a.url, a.published, a.section,
+               a.columnist, a.story_id, a.outlet_id, o.name AS outlet, a.removed_at, a.edits
+        FROM classifications c
+        JOIN articles a ON a.id = c.article_id
+        LEFT JOIN outlets o ON o.id = a.outlet_id
+        WHERE c.stigmatising = 1
+          AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = c.article_id)
+          {reviewed_clause}
+        ORDER BY {QUEUE_ORDERS[order]} LIMIT ?
+        """, [int(limit)]))
+
+
+def story_members(db: sqlite_utils.Database, story_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every article of each story (outlet, title, url, published), earliest first."""
+    if not story_ids:
+        return {}
+    marks = ",".join("?" * len(story_ids))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in db.query(f"SELECT a.story_id, a.id, a.title, a.url, a.published, o.name AS outlet FROM articles a "
+                      f"LEFT JOIN outlets o ON o.id = a.outlet_id WHERE a.story_id IN ({marks}) "
+                      "ORDER BY a.first_seen_at, a.id", story_ids):
+        out.setdefault(r["story_id"], []).append(r)
+    return out
+
+
+def article_detail(db: sqlite_utils.Database, article_id: str) -> dict[str, Any] | None:
+    """An article with its latest classification, flagged passages, captures, versions and reviews."""
+    rows = list(db.query("SELECT a.*, o.name AS outlet FROM articles a LEFT JOIN outlets o ON o.id = a.outlet_id "
+                         "WHERE a.id = ?", [article_id]))
+    if not rows:
+        return None
+    art = rows[0]
+    cls = list(db.query("SELECT * FROM classifications WHERE article_id = ? ORDER BY id DESC LIMIT 1", [article_id]))
+    art["classification"] = cls[0] if cls else None
+    art["passages"] = list(db.query('SELECT start, "end", text, score, categories, top_category, voice, speaker, '
+                                    "speaker_is_official, targets FROM passages WHERE classification_id = ? ORDER BY start",
+                                    [cls[0]["id"]])) if cls else []
+    art["captures"] = list(db.query("SELECT id, url, final_url, status, captured_at, sha256, size, content_type "
+                                    "FROM captures WHERE article_id = ? ORDER BY id", [article_id]))
+    art["versions"] = list(db.query("SELECT id, capture_id, detected_at, diff FROM article_versions WHERE article_id = ? "
+                                    "ORDER BY id", [article_id]))
+    art["reviews"] = list(db.query("SELECT * FROM reviews WHERE article_id = ? ORDER BY id", [article_id]))
+    return art
+
+
+def capture_row(db: sqlite_utils.Database, capture_id: int) -> dict[str, Any] | None:
+    """A capture's metadata and raw (gzip) body."""
+    rows = list(db.query("SELECT * FROM captures WHERE id = ?", [capture_id]))
+    return rows[0] if rows else None
+
+
+def review_disagreements(db: sqlite_utils.Database, limit: int = 200) -> list[dict[str, Any]]:
+    """Articles where reviewers' latest decisions differ (confirm vs reject), with who said what."""
+    return list(db.query(
+        """
+        WITH latest AS (
+            SELECT r.article_id, r.reviewer, r.decision, r.created_at FROM reviews r
+            WHERE r.id = (SELECT max(r2.id) FROM reviews r2 WHERE r2.article_id = r.article_id AND r2.reviewer = r.reviewer)
+        )
+        SELECT l.article_id, a.title, group_concat(l.reviewer || ': ' || l.decision, '; ') AS decisions,
+               count(*) AS reviewers
+        FROM latest l JOIN articles a ON a.id = l.article_id
+        GROUP BY l.article_id HAVING count(DISTINCT CASE WHEN l.decision = 'reject' THEN 'reject' ELSE 'confirm' END) > 1
+        ORDER BY max(l.created_at) DESC LIMIT ?
+        """, [int(limit)]))
+
+
+def review_agreement(db: sqlite_utils.Database) -> dict[str, int]:
+    """How many articles two or more reviewers decided, and on how many they disagree."""
+    row = db.execute(
+        """
+        WITH latest AS (
+            SELECT r.article_id, r.reviewer, CASE WHEN r.decision = 'reject' THEN 0 ELSE 1 END AS yes FROM reviews r
+            WHERE r.id = (SELECT max(r2.id) FROM reviews r2 WHERE r2.article_id = r.article_id AND r2.reviewer = r.reviewer)
+        ), per AS (SELECT article_id, count(*) AS n, min(yes) AS lo, max(yes) AS hi FROM latest GROUP BY article_id)
+        SELECT coalesce(sum(n >= 2), 0), coalesce(sum(n >= 2 AND lo != hi), 0) FROM per
+        """).fetchone()
+    return {"double_reviewed": row[0], "disagreements": row[1]}
 
 
 def counts(db: sqlite_utils.Database) -> dict[str, int]:
