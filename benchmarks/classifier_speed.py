@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.doc import write_section  # noqa: E402
 from monitor.classifier.registry import load_classifier, load_spec, load_stigma_model  # noqa: E402
 
 NEWS = ROOT.parent / "shared" / "data" / "news" / "spanish_news_2018.jsonl"
@@ -107,15 +107,6 @@ def main() -> None:
         "and the gain is int8 plus length-sorted batching.\n"
     )
     write_section(Path(args.out), "## Classifier speed", section)
-
-
-def write_section(path: Path, heading: str, section: str) -> None:
-    """Replace (or append) one ``## `` section of docs/benchmarks.md."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n\nFigures written by the scripts in `benchmarks/`.\n"
-    pattern = re.compile(rf"^{re.escape(heading)}.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":
