@@ -46,6 +46,12 @@ class Context:
 
         return load_classifier(name or self.classifier_name, model_dir)
 
+    def alerting(self):  # type: ignore[no-untyped-def]
+        """Load and validate alerts.yaml ($MONITOR_ALERTS, else beside feeds.yaml); defaults when absent."""
+        from .alerts.config import default_path, load_alerting
+
+        return load_alerting(default_path(self.feeds_path))
+
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -132,6 +138,10 @@ def check(obj: Context, schedules_path: str) -> None:
         for s in schedules:
             what = f"{len(s.select(config))} feeds" if s.job == "crawl" else f"articles of the last {s.days} days"
             click.echo(f"schedule {s.id}: {s.job} {('every ' + str(int(s.every_s)) + 's') if s.every_s else s.cron}, {what}")
+    alerting = obj.alerting()
+    click.echo(f"{alerting.source}: OK: campaigns of {alerting.campaigns.min_outlets}+ outlets within "
+               f"{alerting.campaigns.window_hours:g} h; {len(alerting.rules)} rules, "
+               f"{sum(c.enabled for c in alerting.channels)} enabled channel(s)")
 
 
 # --- crawling --------------------------------------------------------------------------------
@@ -163,9 +173,10 @@ def crawl(obj: Context, once: bool, no_classify: bool, silent: bool, outlets: tu
     selection = Schedule(id="cli", outlets=outlets, sections=sections)
     check_against_config([selection], config, "command line")
     db = obj.db()
+    alerting = obj.alerting()
     classifier = None if no_classify else obj.classifier()
     summary = crawl_once(db, config, classifier, progress=_progress(not silent and obj.verbosity >= 0),
-                         feeds=selection.select(config))
+                         feeds=selection.select(config), alerting=alerting)
     click.echo(summary.line())
 
 
@@ -463,19 +474,123 @@ def model_info(obj: Context) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True, type=int)
+@click.option("--public", is_flag=True,
+              help="Let anonymous visitors read tables and queries (never SQL, decisions or the desk).")
 @pass_ctx
-def serve(obj: Context, host: str, port: int) -> None:
-    """Serve the database with Datasette (triage query, facets, full-text search).
+def serve(obj: Context, host: str, port: int, public: bool) -> None:
+    """Serve the database with Datasette and the review desk (log in at /-/monitor/login).
+
+    Create accounts first with `monitor user add`. Sessions are signed with $MONITOR_SECRET or
+    a secret kept in <db>.secret.
 
     \b
     Example:
+      monitor user add ana --role reviewer
       monitor --db monitor.db serve --port 8001
     """
     from .serve import serve as run_server
 
     obj.db().close()  # create/migrate before serving
-    click.echo(f"Datasette: http://{host}:{port}/{Path(obj.db_path).stem}/triage", err=True)
-    run_server(obj.db_path, host, port)
+    click.echo(f"review desk: http://{host}:{port}/-/monitor/queue", err=True)
+    run_server(obj.db_path, host, port, public=public)
+
+
+@cli.group()
+def user() -> None:
+    """Accounts of the review desk (kept in <db>.accounts.sqlite, never served)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["reviewer", "analyst", "admin"]),
+              help="reviewer: read and decide; analyst: read and SQL; admin: everything.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (for scripts) instead of a prompt.")
+@pass_ctx
+def user_add(obj: Context, name: str, role: str, password_stdin: bool) -> None:
+    """Create an account, or change an existing one's role and password.
+
+    \b
+    Example:
+      monitor --db monitor.db user add ana --role reviewer
+      printf '%s\\n' "$PASSWORD" | monitor user add bot --role reviewer --password-stdin
+    """
+    import re
+
+    from . import store
+    from .review.accounts import hash_password
+
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+        raise click.BadParameter("use letters, digits and _ . @ - (at most 64)", param_hint="NAME")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        hashed = hash_password(password)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="password") from None
+    store.add_user(store.connect_accounts(obj.db_path), name, role, hashed)
+    click.echo(f"user {name}: {role}")
+
+
+@user.command("list")
+@pass_ctx
+def user_list(obj: Context) -> None:
+    """List accounts with their role, decisions and live API tokens.
+
+    \b
+    Example:
+      monitor --db monitor.db user list
+    """
+    from . import store
+
+    accounts_db = store.connect_accounts(obj.db_path)
+    users = store.list_users(accounts_db)
+    decisions = {r[0]: r[1] for r in obj.db().execute("SELECT reviewer, count(*) FROM reviews GROUP BY reviewer")}
+    for u in users:
+        click.echo(f"{u['name']:<24} {u['role']:<9} decisions {decisions.get(u['name'], 0):<6} tokens {u['tokens']}  "
+                   f"since {u['created_at'][:10]}")
+    if not users:
+        click.echo("no accounts yet: monitor user add NAME --role reviewer", err=True)
+
+
+@user.command("remove")
+@click.argument("name")
+@pass_ctx
+def user_remove(obj: Context, name: str) -> None:
+    """Disable an account and revoke its tokens (its past decisions stay, attributed to it).
+
+    \b
+    Example:
+      monitor --db monitor.db user remove ana
+    """
+    from . import store
+
+    if not store.remove_user(store.connect_accounts(obj.db_path), name):
+        raise click.ClickException(f"no active user {name!r}")
+    click.echo(f"user {name}: removed")
+
+
+@user.command("token")
+@click.argument("name")
+@click.option("--label", default="", help="What the token is for.")
+@pass_ctx
+def user_token(obj: Context, name: str, label: str) -> None:
+    """Create an API token for NAME (shown once) for `Authorization: Bearer` requests.
+
+    \b
+    Example:
+      monitor --db monitor.db user token ana --label "triage script"
+    """
+    from . import store
+    from .review.accounts import new_token
+
+    accounts_db = store.connect_accounts(obj.db_path)
+    if store.get_user(accounts_db, name) is None:
+        raise click.ClickException(f"no active user {name!r}")
+    token, digest = new_token()
+    store.add_token(accounts_db, name, digest, label)
+    click.echo(token)
 
 
 @cli.command()
@@ -550,11 +665,259 @@ def demo(obj: Context, port: int, site_port: int, no_serve: bool) -> None:
         except ModelError as e:
             click.echo(f"warning: {e}\nwarning: falling back to the keyword-baseline classifier", err=True)
             classifier = obj.classifier("keyword-baseline")
-        summary = crawl_once(obj.db(), config, classifier, progress=_progress(obj.verbosity >= 0))
+        summary = crawl_once(obj.db(), config, classifier, progress=_progress(obj.verbosity >= 0),
+                             alerting=obj.alerting())
         click.echo(summary.line())
         if not no_serve:  # the demo site keeps running so "original URL" links work
+            import secrets
+
+            from . import store
+            from .review.accounts import hash_password
+
+            password = secrets.token_urlsafe(9)
+            store.add_user(store.connect_accounts(obj.db_path), "demo", "admin", hash_password(password))
+            click.echo(f"log in at http://127.0.0.1:{port}/-/monitor/login as demo / {password}", err=True)
             ctx = click.get_current_context()
-            ctx.invoke(serve, host="127.0.0.1", port=port)
+            ctx.invoke(serve, host="127.0.0.1", port=port, public=False)
+
+
+# --- evidence: dossiers and their verification -------------------------------------------------
+
+@cli.group()
+def export() -> None:
+    """Export evidence for lawyers (a dossier for UN / IACHR communications)."""
+
+
+@export.command("dossier")
+@click.option("--target", required=True, help="Watchlist name or alias of the person or organisation.")
+@click.option("--from", "date_from", type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD, by publication date).")
+@click.option("--to", "date_to", type=click.DateTime(["%Y-%m-%d"]), help="Last day (YYYY-MM-DD), inclusive.")
+@click.option("--confirmed-only", is_flag=True, help="Only items a reviewer confirmed (default: flagged, not rejected).")
+@click.option("--lang", type=click.Choice(["es", "en"]), default="es", show_default=True, help="Language of dossier.html.")
+@click.option("--as-of", help="UTC time printed as the dossier's date (default: the latest time in the selection).")
+@click.option("--watchlist", type=click.Path(exists=True, dir_okay=False),
+              help="Watchlist file (default: the classifier definition's).")
+@click.option("--by", "actor", help="Who exports, for the custody log (default: the OS user name).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The zip to write.")
+@pass_ctx
+def export_dossier(obj: Context, target: str, date_from: Any, date_to: Any, confirmed_only: bool, lang: str,
+                   as_of: str | None, watchlist: str | None, actor: str | None, out: str) -> None:
+    """Write a dossier zip for one target: HTML, summary for an allegation letter, items, captures, custody.
+
+    Same database and options give a byte-identical zip. Check it with `monitor verify`, or
+    `sha256sum -c MANIFEST.sha256` in the unzipped folder (see docs/evidence.md).
+
+    \b
+    Example:
+      monitor --db monitor.db export dossier --target "Centro Prodh" --from 2026-01-01 --confirmed-only --out prodh.zip
+    """
+    import time as clock
+
+    from .classifier.registry import load_spec
+    from .classifier.targets import Watchlist
+    from .evidence.dossier import build_dossier
+
+    path = watchlist or load_spec(obj.classifier_name).watchlist
+    started = clock.monotonic()
+    result = build_dossier(obj.db(), out, target, Watchlist.load(path) if path else None,
+                           date_from.strftime("%Y-%m-%d") if date_from else None,
+                           date_to.strftime("%Y-%m-%d") if date_to else None, confirmed_only, lang, as_of,
+                           actor or _os_user())
+    click.echo(f"{result.path}: {result.items} item(s), {result.captures} capture(s), {result.files} files, "
+               f"{result.size:,} bytes in {clock.monotonic() - started:.1f}s; as of {result.as_of}\n"
+               f"SHA-256 {result.sha256}")
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment
+        return "unknown"
+
+
+@cli.command()
+@click.argument("dossier", type=click.Path(exists=True))
+@click.option("--tsa-ca", type=click.Path(exists=True, dir_okay=False),
+              help="The TSA's CA certificate to check timestamps against (default: the one in the dossier).")
+def verify(dossier: str, tsa_ca: str | None) -> None:
+    """Re-check every hash of a dossier (zip or unzipped folder); exit 1 naming each file that fails.
+
+    \b
+    Example:
+      monitor verify prodh.zip
+      monitor verify prodh/ --tsa-ca tsa-ca.pem
+    """
+    from .evidence.verify import verify_dossier
+
+    report = verify_dossier(dossier, tsa_ca)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    for problem in report.problems:
+        click.echo(f"FAILED {problem}", err=True)
+    if not report.ok:
+        raise SystemExit(1)
+    click.echo(f"OK: {report.files} files, {report.captures} captures, {report.warc_records} WARC records, "
+               f"{report.tokens} timestamp token(s) verified")
+
+
+# --- campaigns and alerts --------------------------------------------------------------------
+
+def _generic_targets(obj: Context) -> set[str]:
+    """Generic watchlist targets ("defensores", "ONG") of the classifier definition, without loading a model."""
+    from .classifier.registry import load_spec
+    from .classifier.targets import Watchlist
+
+    spec = load_spec(obj.classifier_name)
+    return {t.name for t in Watchlist.load(spec.watchlist).targets if t.kind == "generic"} if spec.watchlist else set()
+
+
+def _campaign_lines(c: dict[str, Any]) -> str:
+    speakers = json.loads(c["speakers"] or "[]")
+    said = "; ".join(f"{s['speaker']}{' (official)' if s['official'] else ''}" for s in speakers)
+    return (f"#{c['id']} {c['status'].upper():<6} {c['target'] or '-'} / {c['category'] or '-'}: {c['n_outlets']} outlets, "
+            f"{c['articles']} articles, {c['first_seen'][:16].replace('T', ' ')} to {c['last_seen'][:16].replace('T', ' ')} "
+            f"UTC, burst {c['burst_score']} (z {c['burst_z']}, expected {c['baseline_per_window']}/window), via {c['via']}\n"
+            f"    outlets: {', '.join(json.loads(c['outlets'] or '[]'))}\n"
+            f"    categories: {', '.join(json.loads(c['categories'] or '[]'))}; targets: "
+            f"{', '.join(json.loads(c['targets'] or '[]'))}" + (f"\n    speakers: {said}" if said else ""))
+
+
+@cli.command("campaigns")
+@click.option("--rebuild", is_flag=True, help="Recompute every campaign from all flagged passages (raises no alerts).")
+@click.option("--update", is_flag=True, help="First consider the flags added since the last update (crawls do this).")
+@click.option("--all", "include_ended", is_flag=True, help="Also campaigns that ended (nothing new within the window).")
+@click.option("--show", "show_id", type=int, help="One campaign with its member passages.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (with --show: the campaign, then one line per member).")
+@click.option("--limit", default=50, show_default=True, help="At most this many campaigns.")
+@pass_ctx
+def campaigns_cmd(obj: Context, rebuild: bool, update: bool, include_ended: bool, show_id: int | None, as_json: bool,
+                  limit: int) -> None:
+    """Campaigns: one target attacked in one category by several outlets within a window, or one smear copied.
+
+    Crawls update campaigns incrementally; --rebuild recomputes them all, e.g. after changing the
+    `campaigns:` settings of alerts.yaml (docs/campaigns.md).
+
+    \b
+    Example:
+      monitor campaigns
+      monitor campaigns --rebuild --all
+      monitor campaigns --show 3
+    """
+    from . import campaigns as detection
+    from . import store
+    from .alerts import rules
+    from .fetch import utc_now
+
+    alerting = obj.alerting()
+    db = obj.db()
+    if rebuild or update:
+        generic = _generic_targets(obj)
+        if rebuild:
+            started = utc_now()
+            result = detection.rebuild(db, alerting.campaigns, generic)
+            rules.skip_campaigns_until(db, started)
+        else:
+            result = detection.update(db, alerting.campaigns, generic)
+        click.echo(result.line(), err=True)
+    if show_id is not None:
+        row = store.campaign_row(db, show_id)
+        if row is None:
+            raise click.ClickException(f"no campaign {show_id}")
+        members = store.campaign_member_rows(db, show_id)
+        if as_json:
+            for item in [row, *members]:
+                click.echo(json.dumps(item, ensure_ascii=False))
+            return
+        click.echo(_campaign_lines(row))
+        for m in members:
+            sim = f" {m['similarity']:.2f}" if m["similarity"] is not None else ""
+            click.echo(f"  {m['at'][:16].replace('T', ' ')}  {m['outlet']:<20} [{m['link']}{sim}] "
+                       f"{' '.join(m['text'].split())[:140]}\n      {m['url']}")
+        return
+    rows = store.list_campaigns(db, include_ended=include_ended, limit=limit)
+    for c in rows:
+        click.echo(json.dumps(c, ensure_ascii=False) if as_json else _campaign_lines(c))
+    if not rows and not as_json:
+        click.echo("no active campaigns" + ("" if include_ended else " (--all shows ended ones)"), err=True)
+
+
+@cli.group()
+def alerts() -> None:
+    """Alerts raised by the rules of alerts.yaml: list them, send what is due, the daily digest."""
+
+
+@alerts.command("list")
+@click.option("--limit", default=20, show_default=True, help="At most this many alerts, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@pass_ctx
+def alerts_list(obj: Context, limit: int, as_json: bool) -> None:
+    """List alerts, newest first, with each channel's delivery status.
+
+    \b
+    Example:
+      monitor --db monitor.db alerts list --limit 50
+    """
+    from . import store
+
+    for a in store.list_alerts(obj.db(), limit=limit):
+        if as_json:
+            click.echo(json.dumps({**a, "payload": json.loads(a["payload"])}, ensure_ascii=False))
+        else:
+            click.echo(f"{a['created_at'][:16].replace('T', ' ')}  {a['rule']:<20} {a['title']}\n"
+                       f"    {a['url'] or ''}  [{a['deliveries'] or 'feed only'}]")
+
+
+@alerts.command("send")
+@pass_ctx
+def alerts_send(obj: Context) -> None:
+    """Send due deliveries now (retries included) and queue the daily digest when it is due.
+
+    Crawls do this after their writes; use it to retry at once after fixing a channel.
+
+    \b
+    Example:
+      monitor --db monitor.db alerts send
+    """
+    from .alerts.deliver import deliver_pending, queue_digest
+
+    alerting = obj.alerting()
+    db = obj.db()
+    queue_digest(db, alerting)
+    click.echo(deliver_pending(db, alerting).line())
+
+
+@alerts.command("digest")
+@click.option("--hours", default=24.0, show_default=True, help="The period before now.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the HTML digest to this file (else text to stdout).")
+@click.option("--send", "send_now", is_flag=True, help="Also send it to the digest channels now (once per day).")
+@pass_ctx
+def alerts_digest(obj: Context, hours: float, out: str | None, send_now: bool) -> None:
+    """The digest of the last 24 hours: flags, campaigns, alerts, most named targets and outlets.
+
+    \b
+    Example:
+      monitor --db monitor.db alerts digest --out digest.html
+      monitor alerts digest --send
+    """
+    from datetime import datetime, timezone
+
+    from .alerts.deliver import deliver_pending, queue_digest
+    from .alerts.digest import build_digest
+
+    alerting = obj.alerting()
+    db = obj.db()
+    built = build_digest(db, alerting, datetime.now(timezone.utc), hours)
+    if out:
+        Path(out).write_text(built["html"], encoding="utf-8")
+        click.echo(f"{out}: {built['summary']}", err=True)
+    else:
+        click.echo(built["text"], nl=False)
+    if send_now:
+        if queue_digest(db, alerting, force=True) is None:
+            click.echo("today's digest was already queued", err=True)
+        click.echo(deliver_pending(db, alerting).line(), err=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -38,6 +38,17 @@ class FetchSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EvidenceSettings:
+    """How captures are preserved beyond the database: WARC files, trusted timestamps (docs/evidence.md)."""
+
+    warc: bool = True                    # also write every capture to WARC files
+    warc_dir: str = ""                   # "" = <db>.warc/ next to the database; relative = to the database's folder
+    warc_max_mb: int = 1000              # start a new WARC file past this size (and every UTC day)
+    tsa_url: str = ""                    # RFC 3161 time-stamping authority; "" = no trusted timestamps
+    tsa_ca_file: str = ""                # the TSA's CA certificate (PEM): tokens are verified and kept with it
+
+
+@dataclass(frozen=True, slots=True)
 class Feed:
     """One feed of an outlet."""
 
@@ -80,6 +91,7 @@ class Config:
     source: str
     outlets: tuple[Outlet, ...]
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
 
     def enabled_feeds(self) -> list[tuple[Outlet, Feed]]:
         """Every enabled feed of every enabled outlet, in file order."""
@@ -159,7 +171,10 @@ _FETCH_KEYS: dict[str, type | tuple[type, ...]] = {
     "per_host_delay_s": (int, float), "max_entries_per_feed": int, "per_host_concurrency": int,
     "respect_robots": bool, "extract_workers": int, "failure_backoff_s": (int, float), "max_backoff_s": (int, float),
 }
-_DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {"language": str, "country": str, **_FETCH_KEYS}
+_EVIDENCE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "warc": bool, "warc_dir": str, "warc_max_mb": int, "tsa_url": str, "tsa_ca_file": str,
+}
+_DEFAULT_KEYS: dict[str, type | tuple[type, ...]] = {"language": str, "country": str, **_FETCH_KEYS, **_EVIDENCE_KEYS}
 _OUTLET_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "id": str, "homepage": str, "scope": str, "state": str, "country": str,
     "language": str, "tags": list, "columnists": list, "enabled": bool, "note": str, "feeds": list,
@@ -183,6 +198,7 @@ def parse_config(data: Any, source: str = "feeds.yaml") -> Config:
         c.fail("version", f"unsupported version {data.get('version')!r} (this monitor reads version 1)")
     defaults = c.mapping(top.get("defaults", {}), "defaults", _DEFAULT_KEYS)
     fetch = _fetch_settings(defaults, c)
+    evidence = _evidence_settings(defaults, c)
     for key in ("connect_timeout_s", "read_timeout_s", "timeout_s", "per_host_delay_s", "extract_workers",
                 "failure_backoff_s", "max_backoff_s"):
         if key in defaults and defaults[key] < 0:
@@ -246,7 +262,7 @@ def parse_config(data: Any, source: str = "feeds.yaml") -> Config:
         ))
     if c.problems:
         raise ConfigError(source, c.problems)
-    return Config(source=source, outlets=tuple(outlets), fetch=fetch)
+    return Config(source=source, outlets=tuple(outlets), fetch=fetch, evidence=evidence)
 
 
 def _check_link_pattern(c: _Checker, feed: dict[str, Any], kind: str, where: str) -> None:
@@ -285,6 +301,16 @@ def _fetch_settings(defaults: dict[str, Any], c: _Checker) -> FetchSettings:
     )
 
 
+def _evidence_settings(defaults: dict[str, Any], c: _Checker) -> EvidenceSettings:
+    if "warc_max_mb" in defaults and defaults["warc_max_mb"] < 1:
+        c.fail("defaults.warc_max_mb", "must be at least 1")
+    if defaults.get("tsa_url"):
+        c.url(defaults["tsa_url"], "defaults.tsa_url")
+    if defaults.get("tsa_ca_file") and not Path(defaults["tsa_ca_file"]).is_file():
+        c.fail("defaults.tsa_ca_file", f"file not found: {defaults['tsa_ca_file']!r}")
+    return EvidenceSettings(**{k: defaults[k] for k in _EVIDENCE_KEYS if k in defaults})
+
+
 def feed_id(outlet_id: str, section: str, url: str) -> str:
     """Stable, readable feed id: outlet, section and a short hash of the URL."""
     import hashlib
@@ -298,18 +324,25 @@ def load_config(path: str | Path) -> Config:
     Raises:
         ConfigError: the file is missing, not YAML, or invalid (every problem listed).
     """
-    p = Path(path)
+    return parse_config(read_yaml(path), str(path))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML of a configuration file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not YAML (with the line and column).
+    """
     name = str(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(name, ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(name, [f"cannot read: {e}"]) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(parse)"
         raise ConfigError(name, [f"{where}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
-    return parse_config(data, name)

@@ -6,7 +6,8 @@
     ├── FeedError           a document that is not a usable feed
     ├── ExtractError        no article text could be extracted from a page
     ├── ModelError          model weights missing, unreadable or inconsistent
-    └── DataError           a training / scoring input file is malformed
+    ├── DataError           a training / scoring input file is malformed
+    └── DatabaseError       the database was made by another version of the monitor
 """
 
 from __future__ import annotations
@@ -50,3 +51,7 @@ class ModelError(MonitorError):
 
 class DataError(MonitorError):
     """A labelled-data or scoring input file is malformed."""
+
+
+class DatabaseError(MonitorError):
+    """The database's schema does not match this version of the monitor."""

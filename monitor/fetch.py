@@ -7,9 +7,11 @@ import logging
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +24,7 @@ from .robots import RobotsPolicy
 LOGGER = logging.getLogger(__name__)
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_RETRY_AFTER_S = 120.0
+PACING_MARGIN = 0.05   # requests to one host are spaced (1 + margin) x delay apart on the wire
 
 
 def utc_now() -> str:
@@ -30,28 +33,57 @@ def utc_now() -> str:
 
 
 class HostPacer:
-    """Keeps at least ``delay_s`` between the starts of two requests to the same host."""
+    """Keeps at least the delay between two requests to one host, measured on the wire.
+
+    A request takes its host's slot only when the previous request to that host has been SENT
+    (its headers written, reported by httpcore's trace hook) at least ``delay`` ago. Spacing the
+    moments requests were merely let go is not enough: a thread that reaches the socket a few
+    ms late (the GIL, a new connection) would arrive closer than the delay to the next one. A
+    5 % margin covers the time the request line takes to reach the server's parser.
+    """
 
     def __init__(self, delay_s: float):
         self.delay_s = delay_s
-        self._lock = threading.Lock()
-        self._next_slot: dict[str, float] = {}
+        self._cond = threading.Condition()
+        self._sending: set[str] = set()
+        self._last_sent: dict[str, float] = {}
 
-    def wait(self, url: str, min_delay_s: float | None = None) -> None:
-        """Block until this host may receive another request.
+    def acquire(self, url: str, min_delay_s: float | None = None) -> Callable[[], None]:
+        """Wait for this host's turn; returns ``sent()``, to call once the request is on the wire.
 
-        ``min_delay_s`` raises the delay for this host (a robots.txt Crawl-delay).
+        ``min_delay_s`` raises the delay for this host (a robots.txt Crawl-delay). Calling
+        ``sent()`` more than once is harmless; it must be called even when the request failed.
         """
-        delay = max(self.delay_s, min_delay_s or 0.0)
+        delay = max(self.delay_s, min_delay_s or 0.0) * (1 + PACING_MARGIN)
         if delay <= 0:
-            return
+            return _nothing
         host = urlsplit(url).netloc.lower()
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next_slot.get(host, 0.0))
-            self._next_slot[host] = slot + delay
-        if slot > now:
-            time.sleep(slot - now)
+        with self._cond:
+            while True:
+                if host in self._sending:
+                    self._cond.wait()
+                    continue
+                wait = self._last_sent.get(host, float("-inf")) + delay - time.monotonic()
+                if wait <= 0:
+                    self._sending.add(host)
+                    break
+                self._cond.wait(wait)
+        done = False
+
+        def sent() -> None:
+            nonlocal done
+            with self._cond:
+                if not done:
+                    done = True
+                    self._last_sent[host] = time.monotonic()
+                    self._sending.discard(host)
+                    self._cond.notify_all()
+
+        return sent
+
+
+def _nothing() -> None:
+    return None
 
 
 class Fetcher:
@@ -132,12 +164,17 @@ class Fetcher:
         time.sleep(delay)
 
     def _fetch_once(self, url: str, headers: dict[str, str], crawl_delay: float | None = None) -> Fetched:
-        self.pacer.wait(url, crawl_delay)
+        sent = self.pacer.acquire(url, crawl_delay)
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            if event.endswith("send_request_headers.complete"):
+                sent()  # on the wire: the next request to this host may be timed from now
+
         captured_at = utc_now()
         started = time.monotonic()
         limit = self.settings.max_bytes
         try:
-            with self.client.stream("GET", url, headers=headers) as response:
+            with self.client.stream("GET", url, headers=headers, extensions={"trace": trace}) as response:
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise FetchError(url, "too_large", f"response of {int(declared):,} bytes exceeds max_bytes={limit:,}")
@@ -158,6 +195,8 @@ class Fetcher:
             raise FetchError(url, "invalid_url", f"invalid URL: {e}") from None
         except httpx.HTTPError as e:
             raise FetchError(url, "http_error", f"{type(e).__name__}: {_short(e)}") from None
+        finally:
+            sent()  # failed before sending (refused, DNS) or already sent: free the host either way
         body = b"".join(chunks)
         return Fetched(
             url=url,
@@ -169,6 +208,8 @@ class Fetcher:
             sha256=hashlib.sha256(body).hexdigest(),
             redirects=tuple(str(r.url) for r in response.history),
             elapsed_ms=int((time.monotonic() - started) * 1000),
+            request_headers=tuple((k, v) for k, v in response.request.headers.multi_items()),
+            http_version=response.http_version, reason=response.reason_phrase,
         )
 
 

@@ -18,6 +18,9 @@ class Fetched:
     sha256: str                   # of ``body``
     redirects: tuple[str, ...] = ()
     elapsed_ms: int = 0
+    request_headers: tuple[tuple[str, str], ...] = ()   # as sent for ``final_url`` (for the WARC request record)
+    http_version: str = "HTTP/1.1"
+    reason: str = ""
 
     def header(self, name: str, default: str = "") -> str:
         """Return the first header called ``name`` (case-insensitive)."""
@@ -80,6 +83,7 @@ class Passage:
     speaker: str = ""
     speaker_is_official: bool = False
     targets: tuple[str, ...] = ()
+    embedding: bytes = b""        # the encoder's pooled vector, L2-normalised float16 (b"" when there is none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +101,16 @@ class Classification:
     targets: tuple[str, ...]
     passages: tuple[Passage, ...]     # the flagged passages (above threshold)
     n_passages: int = 0               # how many passages were scored
+
+
+@dataclass(frozen=True, slots=True)
+class WarcRef:
+    """Where the WARC copy of one capture was written (response, request and metadata records, in that order)."""
+
+    warc_dir: str                 # the folder, as resolved when written
+    warc_file: str                # file name inside it
+    offset: int                   # of the response record (where a CDX index points)
+    length: int                   # bytes of the capture's three records together (each its own gzip member)
+    response_length: int          # bytes of the response record alone
+    record_id: str                # WARC-Record-ID of the response record
+    payload_digest: str           # "sha256:BASE32" of the payload = the capture's raw bytes

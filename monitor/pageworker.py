@@ -38,22 +38,33 @@ class PageResult:
     fingerprint: str = ""          # sha256 of the normalised text (exact copies)
     signature: bytes = b""         # MinHash signature (near copies)
     bands: tuple[str, ...] = ()    # LSH band keys of the signature
+    body_gz: bytes | None = None   # the raw bytes gzip-compressed for the captures table
+    warc: tuple[bytes, bytes, bytes, str] | None = None  # the capture's WARC records, built and compressed
 
 
-def process_page(fetched: Fetched) -> PageResult:
-    """Decode and extract a fetched page, then fingerprint its text. Never raises for bad pages."""
+def process_page(fetched: Fetched, warc_software: str | None = None) -> PageResult:
+    """Decode and extract a fetched page, fingerprint its text, compress the capture for storage.
+
+    With ``warc_software`` the capture's WARC records are built too. All of it is CPU work that
+    would otherwise queue on the crawler's single writing thread. Never raises for bad pages.
+    """
+    from .evidence.warc import capture_records
+    from .store import compress
+
+    packed = {"body_gz": compress(fetched.body),
+              "warc": capture_records(fetched, warc_software) if warc_software is not None else None}
     url = fetched.url
     ctype = fetched.header("Content-Type").split(";")[0].strip().lower()
     if ctype not in HTML_TYPES:
-        return PageResult(None, f"{url}: not an HTML page (Content-Type {ctype})")
+        return PageResult(None, f"{url}: not an HTML page (Content-Type {ctype})", **packed)
     try:
         article = extract_article(decode_body(fetched), fetched.final_url)
     except (ExtractError, FetchError) as e:
-        return PageResult(None, str(e))
+        return PageResult(None, str(e), **packed)
     body = body_without_headline(article.text, article.title)
     signature = HASHER.signature(body)
     return PageResult(article, None, dedup.content_fingerprint(body), HASHER.to_bytes(signature),
-                      tuple(HASHER.band_keys(signature)))
+                      tuple(HASHER.band_keys(signature)), **packed)
 
 
 def body_without_headline(text: str, title: str) -> str:
@@ -86,6 +97,15 @@ def extraction_pool(workers: int) -> ProcessPoolExecutor | None:
                                         initializer=_worker_init)
             _pool_size = workers
         return _pool
+
+
+def discard_pool(pool: ProcessPoolExecutor) -> None:
+    """Forget a broken pool (a worker died) so that the next crawl creates a new one."""
+    global _pool
+    with _pool_lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def shutdown_pool() -> None:

@@ -11,9 +11,13 @@ from typing import Any, Protocol
 import sqlite_utils
 import trafilatura
 
-from . import dedup, pageworker, store
+from . import campaigns, dedup, pageworker, store
+from .alerts import deliver as alert_delivery
+from .alerts import rules as alert_rules
+from .alerts.config import AlertingSettings
 from .config import Config, Feed, Outlet
 from .errors import FeedError, FetchError
+from .evidence.recorder import Evidence
 from .feeds import parse_feed
 from .fetch import Fetcher, decode_body
 from .hostqueue import run_by_host
@@ -52,6 +56,8 @@ class CrawlSummary:
     errors: int = 0
     feeds_skipped: int = 0      # backing off after repeated failures
     duplicates: int = 0         # pages that were an article already stored
+    campaigns: int = 0          # campaigns detected by this run
+    alerts: int = 0             # alerts raised by this run
     failed_feeds: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -65,7 +71,8 @@ class CrawlSummary:
         dups = f" ({self.duplicates} already stored)" if self.duplicates else ""
         return (f"run {self.run_id}: feeds ok {self.feeds_ok}, failed {self.feeds_failed}{skipped}; "
                 f"new entries {self.new_entries}, new articles {self.new_articles}, captures {self.new_captures}{dups}; "
-                f"classified {self.classified}, flagged {self.flagged}; errors {self.errors}")
+                f"classified {self.classified}, flagged {self.flagged}; errors {self.errors}"
+                + (f"; new campaigns {self.campaigns}, alerts {self.alerts}" if self.campaigns or self.alerts else ""))
 
 
 ProgressFn = Callable[[str, int, int], None]
@@ -86,8 +93,8 @@ def _never() -> bool:
 def crawl_once(db: sqlite_utils.Database, config: Config, classifier: Classifier | None = None,
                fetcher: Fetcher | None = None, progress: ProgressFn = _no_progress,
                feeds: list[tuple[Outlet, Feed]] | None = None, should_stop: StopFn = _never,
-               schedule_id: str | None = None) -> CrawlSummary:
-    """Poll feeds once, fetch new entries, extract, store and classify them.
+               schedule_id: str | None = None, alerting: AlertingSettings | None = None) -> CrawlSummary:
+    """Poll feeds once, fetch new entries, extract, store and classify them; then campaigns and alerts.
 
     Args:
         feeds: the feeds to poll (default: every enabled feed); feeds backing off after
@@ -96,6 +103,8 @@ def crawl_once(db: sqlite_utils.Database, config: Config, classifier: Classifier
             in flight are stored, and the run ends with status "stopped" (nothing half-written:
             each page is one transaction, unfetched entries stay queued).
         schedule_id: recorded on the ``runs`` row.
+        alerting: alerts.yaml settings: after classification, update campaigns and raise alerts;
+            after the run's writes, deliver them (neither can fail the crawl: see ``after_crawl``).
 
     Network work runs on a thread pool, at most ``per_host_concurrency`` requests per host;
     extraction runs in worker processes; every database write happens on this thread.
@@ -106,6 +115,7 @@ def crawl_once(db: sqlite_utils.Database, config: Config, classifier: Classifier
         store.set_run_schedule(db, summary.run_id, schedule_id)
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(config.fetch)
+    evidence = Evidence(db, config.evidence, summary.run_id)
     status = "interrupted"
     try:
         selected = config.enabled_feeds() if feeds is None else feeds
@@ -117,16 +127,56 @@ def crawl_once(db: sqlite_utils.Database, config: Config, classifier: Classifier
                 LOGGER.info("feed %s is backing off after repeated failures until %s", f.id, backing_off[f.id])
         _poll_feeds(db, fetcher, due, config, summary, progress, should_stop)
         if not should_stop():
-            _fetch_pages(db, fetcher, config, summary, progress, should_stop)
+            _fetch_pages(db, fetcher, config, summary, progress, should_stop, evidence)
         if classifier is not None and not should_stop():
             classify_pending(db, classifier, summary, progress)
+        if alerting is not None and not should_stop():
+            after_crawl(db, alerting, summary, generic_targets(classifier))
+        if not should_stop():
+            evidence.stamp()
         status = "stopped" if should_stop() else "ok"
     finally:
         summary.errors = db.execute("SELECT count(*) FROM failures WHERE run_id = ?", [summary.run_id]).fetchone()[0]
         store.finish_run(db, summary.run_id, status, summary.counts())
         if own_fetcher:
             fetcher.close()
+    if alerting is not None and status == "ok":
+        deliver_alerts(db, alerting, summary.run_id)
     return summary
+
+
+def generic_targets(classifier: Any) -> set[str]:
+    """Names of the generic targets ("defensores", "ONG") of the classifier's watchlist."""
+    watchlist = getattr(classifier, "watchlist", None)
+    return {t.name for t in watchlist.targets if t.kind == "generic"} if watchlist else set()
+
+
+def after_crawl(db: sqlite_utils.Database, alerting: AlertingSettings, summary: CrawlSummary,
+                generic: set[str]) -> None:
+    """Update campaigns with the new flags, then raise alerts. A failure is recorded, never raised."""
+    try:
+        result = campaigns.update(db, alerting.campaigns, generic)
+        summary.campaigns += len(result.created)
+    except Exception as e:  # detection must never fail the crawl: the next run retries (watermark unchanged)
+        LOGGER.exception("campaign detection failed")
+        store.record_failure(db, summary.run_id, "campaigns", "internal", f"{type(e).__name__}: {e}")
+    try:
+        summary.alerts += len(alert_rules.generate(db, alerting, generic))
+    except Exception as e:
+        LOGGER.exception("alert rules failed")
+        store.record_failure(db, summary.run_id, "alerts", "internal", f"{type(e).__name__}: {e}")
+
+
+def deliver_alerts(db: sqlite_utils.Database, alerting: AlertingSettings, run_id: int | None = None) -> None:
+    """Queue the daily digest when due, then send due deliveries (bounded; failures recorded, never raised)."""
+    try:
+        alert_delivery.queue_digest(db, alerting)
+        report = alert_delivery.deliver_pending(db, alerting, run_id)
+        if report.sent or report.retrying or report.failed:
+            LOGGER.info("%s", report.line())
+    except Exception as e:
+        LOGGER.exception("alert delivery failed")
+        store.record_failure(db, run_id, "alerts", "internal", f"{type(e).__name__}: {e}")
 
 
 def _poll_feeds(db: sqlite_utils.Database, fetcher: Fetcher, feeds: list[tuple[Outlet, Feed]], config: Config,
@@ -205,12 +255,13 @@ def _poll_one(fetcher: Fetcher, feed: Feed, headers: dict[str, str]) -> tuple[Fe
 
 
 def _fetch_pages(db: sqlite_utils.Database, fetcher: Fetcher, config: Config, summary: CrawlSummary,
-                 progress: ProgressFn, should_stop: StopFn) -> None:
+                 progress: ProgressFn, should_stop: StopFn, evidence: Evidence) -> None:
     pending = store.pending_entries(db)
     workers = pageworker.worker_count(config.fetch.extract_workers)
     pool = pageworker.extraction_pool(workers) if len(pending) >= pageworker.MIN_PAGES_FOR_POOL else None
     done = 0
-    for entry, future in run_by_host(pending, lambda e: e["url"], lambda e: _fetch_and_process(fetcher, e["url"], pool),
+    software = evidence.software
+    for entry, future in run_by_host(pending, lambda e: e["url"], lambda e: _fetch_and_process(fetcher, e["url"], pool, software),
                                      config.fetch.concurrency, config.fetch.per_host_concurrency, should_stop, "page"):
         done += 1
         progress("pages", done, len(pending))
@@ -224,23 +275,26 @@ def _fetch_pages(db: sqlite_utils.Database, fetcher: Fetcher, config: Config, su
             store.entry_failed(db, summary.run_id, entry, "fetch", "internal", f"{type(e).__name__}: {e}")
             continue
         facts = _page_facts(db, entry, fetched, result)
+        warc = evidence.write(fetched, result.warc)  # the WARC copy first: a record without a row is harmless
         _capture_id, stored = store.store_page(db, summary.run_id, entry, fetched, result.article, result.error,
-                                               EXTRACTOR, facts)
+                                               EXTRACTOR, facts, warc, body_gz=result.body_gz)
         summary.new_captures += 1
         summary.new_articles += int(stored)
         summary.duplicates += int(facts.same_as is not None)
 
 
-def _fetch_and_process(fetcher: Fetcher, url: str, pool: Any) -> tuple[Fetched, pageworker.PageResult]:
-    """Fetch a page (this thread) and extract it (a worker process when there is a pool)."""
+def _fetch_and_process(fetcher: Fetcher, url: str, pool: Any,
+                       warc_software: str | None) -> tuple[Fetched, pageworker.PageResult]:
+    """Fetch a page (this thread), then extract and pack it (a worker process when there is a pool)."""
     fetched = fetcher.fetch(url)
     if pool is None:
-        return fetched, pageworker.process_page(fetched)
+        return fetched, pageworker.process_page(fetched, warc_software)
     try:
-        return fetched, pool.submit(pageworker.process_page, fetched).result()
+        return fetched, pool.submit(pageworker.process_page, fetched, warc_software).result()
     except BrokenProcessPool:  # a worker died (killed, out of memory): this page is done here instead
         LOGGER.warning("extraction worker died; extracting %s in the crawler process", url)
-        return fetched, pageworker.process_page(fetched)
+        pageworker.discard_pool(pool)  # the next crawl starts fresh workers
+        return fetched, pageworker.process_page(fetched, warc_software)
 
 
 def _page_facts(db: sqlite_utils.Database, entry: dict[str, Any], fetched: Fetched,
@@ -313,8 +367,10 @@ def _shift_to_text(result: Classification, row: dict[str, Any]) -> Classificatio
     if not title:
         return result
     shift = len(title) + 2
+    # A passage inside the title becomes -1 (the headline); one that runs from the title into the
+    # body is clipped to its body part, so the text can still be highlighted.
     passages = tuple(
-        replace(p, start=p.start - shift, end=p.end - shift) if p.start >= shift else replace(p, start=-1, end=-1)
+        replace(p, start=max(0, p.start - shift), end=p.end - shift) if p.end > shift else replace(p, start=-1, end=-1)
         for p in result.passages
     )
     return replace(result, passages=passages)

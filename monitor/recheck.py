@@ -17,6 +17,7 @@ import sqlite_utils
 from . import pageworker, store
 from .config import Config
 from .errors import FetchError
+from .evidence.recorder import Evidence
 from .fetch import Fetcher
 from .hostqueue import run_by_host
 
@@ -59,6 +60,7 @@ def recheck(db: sqlite_utils.Database, config: Config, days: int = 7, flagged_da
         store.set_run_schedule(db, summary.run_id, schedule_id)
     own = fetcher is None
     fetcher = fetcher or Fetcher(config.fetch)
+    evidence = Evidence(db, config.evidence, summary.run_id)
     status = "interrupted"
     try:
         rows = store.articles_to_recheck(db, days, flagged_days, limit)
@@ -66,7 +68,9 @@ def recheck(db: sqlite_utils.Database, config: Config, days: int = 7, flagged_da
                                        config.fetch.concurrency, config.fetch.per_host_concurrency, should_stop, "recheck"):
             summary.checked += 1
             progress("recheck", summary.checked, len(rows))
-            _record(db, summary, row, future)
+            _record(db, summary, row, future, evidence)
+        if not should_stop():
+            evidence.stamp()
         status = "stopped" if should_stop() else "ok"
     finally:
         store.finish_run(db, summary.run_id, status, {"errors": summary.errors})
@@ -80,7 +84,8 @@ def _fetch(fetcher: Fetcher, url: str) -> Any:
     return fetched, pageworker.process_page(fetched)
 
 
-def _record(db: sqlite_utils.Database, summary: RecheckSummary, row: dict[str, Any], future: Any) -> None:
+def _record(db: sqlite_utils.Database, summary: RecheckSummary, row: dict[str, Any], future: Any,
+            evidence: Evidence) -> None:
     try:
         fetched, result = future.result()
     except FetchError as e:
@@ -105,7 +110,8 @@ def _record(db: sqlite_utils.Database, summary: RecheckSummary, row: dict[str, A
     text_same = result.article.text == row["text"]
     if was_removed:
         store.record_check(db, summary.run_id, row, "restored", fetched.status, "answers again", fetched,
-                           result.article, "" if text_same else text_diff(row["text"], result.article.text))
+                           result.article, "" if text_same else text_diff(row["text"], result.article.text),
+                           evidence.write(fetched))
         summary.restored += 1
     elif text_same:
         note = "same bytes" if fetched.sha256 == row["capture_sha256"] else "page bytes changed, article text did not"
@@ -113,5 +119,5 @@ def _record(db: sqlite_utils.Database, summary: RecheckSummary, row: dict[str, A
         summary.unchanged += 1
     else:
         store.record_check(db, summary.run_id, row, "changed", fetched.status, "article text changed", fetched,
-                           result.article, text_diff(row["text"], result.article.text))
+                           result.article, text_diff(row["text"], result.article.text), evidence.write(fetched))
         summary.changed += 1

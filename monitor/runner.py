@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from . import store
+from .alerts.config import default_path, load_alerting
 from .config import load_config
 from .errors import MonitorError
-from .schedules import Schedule, check_against_config, load_schedules
+from .schedules import Schedule, check_against_config, cron_trigger, load_schedules
 
 LOGGER = logging.getLogger(__name__)
 STOP = threading.Event()
@@ -61,6 +62,11 @@ def run_job(schedule_id: str, db: str, feeds: str, schedules: str, classifier: s
     except Exception as e:  # a config edited into an invalid state: say so, keep the scheduler alive
         LOGGER.error("job %s not run: %s", schedule_id, e)
         return
+    try:  # campaigns and alerts after each crawl; a broken alerts.yaml must not stop the crawling
+        alerting = load_alerting(default_path(feeds))
+    except MonitorError as e:
+        LOGGER.error("job %s: crawling without campaigns and alerts: %s", schedule_id, e)
+        alerting = None
     schedule = by_id.get(schedule_id)
     if schedule is None:
         LOGGER.warning("job %s: no such schedule any more; skipped", schedule_id)
@@ -80,7 +86,7 @@ def run_job(schedule_id: str, db: str, feeds: str, schedules: str, classifier: s
                 except MonitorError as e:  # no model yet: store articles now, `monitor classify` later
                     LOGGER.error("job %s: crawling without classification: %s", schedule_id, e)
             result = crawl_once(database, config, clf, feeds=schedule.select(config), should_stop=STOP.is_set,
-                                schedule_id=schedule_id)
+                                schedule_id=schedule_id, alerting=alerting)
         LOGGER.info("job %s finished: %s", schedule_id, result.line(),
                     extra={"schedule": schedule_id, "event": "job_finished", "run_id": result.run_id,
                            "seconds": round(time.monotonic() - started, 1)})
@@ -99,13 +105,10 @@ def _classifier(name: str) -> Any:
 
 
 def _trigger(s: Schedule) -> Any:
-    from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
     if s.cron:
-        trigger = CronTrigger.from_crontab(s.cron, timezone=s.timezone)
-        trigger.jitter = int(s.jitter_s) or None
-        return trigger
+        return cron_trigger(s.cron, s.timezone, s.jitter_s)
     return IntervalTrigger(seconds=s.every_s, jitter=int(s.jitter_s) or None, timezone=s.timezone)
 
 
@@ -171,6 +174,7 @@ def run_forever(settings: RunnerSettings, now: bool = False) -> int:
     config = load_config(settings.feeds)
     schedules = load_schedules(settings.schedules)
     check_against_config(schedules, config, settings.schedules)
+    load_alerting(default_path(settings.feeds))  # an invalid alerts.yaml stops the start, listing every problem
     db = store.connect(settings.db)
     STOP.clear()
     for sig in (signal.SIGTERM, signal.SIGINT):

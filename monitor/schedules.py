@@ -126,14 +126,43 @@ def parse_schedules(data: Any, source: str) -> list[Schedule]:
     return out
 
 
-def _check_cron(c: _Checker, expr: str, where: str, tz: str) -> None:
+_WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _weekday_field(field: str) -> str:
+    """Crontab weekday numbers (0 or 7 = Sunday) as names: APScheduler 3 counts 0 as Monday."""
+    def name(token: str) -> str:
+        return _WEEKDAYS[int(token)] if token.isdigit() and int(token) <= 7 else token
+
+    parts = []
+    for item in field.split(","):
+        base, slash, step = item.partition("/")
+        parts.append("-".join(name(t) for t in base.split("-")) + (slash + step if slash else ""))
+    return ",".join(parts)
+
+
+def cron_trigger(expr: str, timezone: str = "UTC", jitter_s: float = 0.0) -> Any:
+    """An APScheduler CronTrigger for a standard 5-field crontab line (weekdays as cron counts them).
+
+    Raises:
+        ValueError: not 5 fields, or a field APScheduler rejects.
+    """
     from apscheduler.triggers.cron import CronTrigger
 
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"must have 5 fields (minute hour day month weekday), got {expr!r}")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekday_field(weekday),
+                       timezone=timezone, jitter=int(jitter_s) or None)
+
+
+def _check_cron(c: _Checker, expr: str, where: str, tz: str) -> None:
     if len(expr.split()) != 5:
         c.fail(where, f"must have 5 fields (minute hour day month weekday), got {expr!r}")
         return
     try:
-        CronTrigger.from_crontab(expr, timezone="UTC")
+        cron_trigger(expr, "UTC")
     except ValueError as e:
         c.fail(where, f"invalid crontab {expr!r}: {e}")
 

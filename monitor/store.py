@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ import sqlite_utils
 
 from . import __version__
 from .config import Config
+from .errors import DatabaseError
 from .fetch import utc_now
-from .models import Article, Classification, Entry, Fetched
+from .models import Article, Classification, Entry, Fetched, WarcRef
 from .urls import article_id, canonical_url
 
 LOGGER = logging.getLogger(__name__)
@@ -206,6 +208,140 @@ def _m002(db: sqlite_utils.Database) -> None:
     )
 
 
+APPEND_ONLY = ("captures", "warc_records", "custody", "timestamps")
+
+
+@migration("evidence: WARC records, custody log, trusted timestamps; evidence tables append-only")
+def _m003(db: sqlite_utils.Database) -> None:
+    _run_script(db,
+        """
+        CREATE TABLE warc_records (
+            capture_id INTEGER PRIMARY KEY REFERENCES captures(id), warc_dir TEXT NOT NULL, warc_file TEXT NOT NULL,
+            record_offset INTEGER NOT NULL, record_length INTEGER NOT NULL, response_length INTEGER NOT NULL,
+            record_id TEXT NOT NULL, payload_digest TEXT NOT NULL
+        );
+        CREATE INDEX warc_records_file ON warc_records(warc_file, record_offset);
+        CREATE TABLE custody (
+            id INTEGER PRIMARY KEY, at TEXT NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+            article_id TEXT, capture_id INTEGER, ref_id INTEGER, sha256 TEXT, input_sha256 TEXT, details TEXT
+        );
+        CREATE INDEX custody_article ON custody(article_id, id);
+        CREATE INDEX custody_capture ON custody(capture_id);
+        CREATE TABLE timestamps (
+            id INTEGER PRIMARY KEY, capture_id INTEGER NOT NULL REFERENCES captures(id), sha256 TEXT NOT NULL,
+            tsa_url TEXT NOT NULL, requested_at TEXT NOT NULL, gen_time TEXT, token BLOB NOT NULL, ca_pem TEXT
+        );
+        CREATE INDEX timestamps_capture ON timestamps(capture_id);
+        -- every review decision, whichever way it is written (record_review, a canned query), in its transaction
+        CREATE TRIGGER reviews_custody AFTER INSERT ON reviews BEGIN
+            INSERT INTO custody (at, action, actor, article_id, ref_id, input_sha256, details)
+            VALUES (NEW.created_at, 'review', NEW.reviewer, NEW.article_id, NEW.id,
+                    (SELECT text_sha256 FROM articles WHERE id = NEW.article_id),
+                    json_object('decision', NEW.decision, 'categories', NEW.categories, 'voice', NEW.voice,
+                                'speaker', NEW.speaker, 'targets', NEW.targets, 'note', NEW.note,
+                                'model_id', NEW.model_id, 'model_version', NEW.model_version));
+        END;
+        """
+    )
+    for table in APPEND_ONLY:
+        for op, verb in (("UPDATE", "changed"), ("DELETE", "deleted")):
+            db.execute(f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} BEGIN "
+                       f"SELECT RAISE(ABORT, '{table} is append-only evidence: rows are never {verb}'); END")
+
+
+@migration("analytics: flagged targets by day")
+def _m004(db: sqlite_utils.Database) -> None:
+    # Targets live as JSON in classifications.targets; a per-target timeline over 100,000 flags
+    # needs them as rows with an index. flag_targets holds the LATEST verdict of each article only
+    # (a new verdict replaces its rows) and whether its latest review rejected it, both kept by
+    # triggers however a verdict or a decision is written; the timeline then reads one index range.
+    # Also: passages are looked up by classification (article pages, the flagged_articles view).
+    _run_script(db,
+        """
+        CREATE INDEX passages_classification ON passages(classification_id);
+        CREATE TABLE flag_targets (
+            target TEXT NOT NULL, article_id TEXT NOT NULL, classification_id INTEGER NOT NULL REFERENCES classifications(id),
+            day TEXT, rejected INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (target, article_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX flag_targets_timeline ON flag_targets(target, rejected, day);
+        CREATE INDEX flag_targets_article ON flag_targets(article_id);
+        CREATE TRIGGER classifications_flag_targets AFTER INSERT ON classifications BEGIN
+            DELETE FROM flag_targets WHERE article_id = NEW.article_id;
+            INSERT OR IGNORE INTO flag_targets (target, article_id, classification_id, day, rejected)
+            SELECT t.value, NEW.article_id, NEW.id,
+                   (SELECT substr(coalesce(a.published, a.first_seen_at), 1, 10) FROM articles a WHERE a.id = NEW.article_id),
+                   coalesce((SELECT r.decision = 'reject' FROM reviews r WHERE r.article_id = NEW.article_id
+                             ORDER BY r.id DESC LIMIT 1), 0)
+            FROM json_each(coalesce(NEW.targets, '[]')) t WHERE NEW.stigmatising = 1;
+        END;
+        CREATE TRIGGER reviews_flag_targets AFTER INSERT ON reviews BEGIN
+            UPDATE flag_targets SET rejected = (NEW.decision = 'reject') WHERE article_id = NEW.article_id;
+        END;
+        INSERT OR IGNORE INTO flag_targets (target, article_id, classification_id, day, rejected)
+            SELECT t.value, c.article_id, c.id, substr(coalesce(a.published, a.first_seen_at), 1, 10),
+                   coalesce((SELECT r.decision = 'reject' FROM reviews r WHERE r.article_id = c.article_id
+                             ORDER BY r.id DESC LIMIT 1), 0)
+            FROM classifications c JOIN articles a ON a.id = c.article_id, json_each(coalesce(c.targets, '[]')) t
+            WHERE c.stigmatising = 1
+              AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = c.article_id);
+        """
+    )
+
+
+@migration("campaigns and alerts: passage embeddings, campaign index, campaigns, alerts, deliveries")
+def _m005(db: sqlite_utils.Database) -> None:
+    # Watermarks start at the current passages/reviews: an existing database is not re-alerted about its
+    # history; `monitor campaigns --rebuild` computes past campaigns (without alerting).
+    _run_script(db,
+        """
+        ALTER TABLE passages ADD COLUMN embedding BLOB;
+        CREATE TABLE monitor_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO monitor_state (name, value) SELECT 'campaigns.passage_id', coalesce(max(id), 0) FROM passages;
+        INSERT INTO monitor_state (name, value) SELECT 'alerts.passage_id', coalesce(max(id), 0) FROM passages;
+        INSERT INTO monitor_state (name, value) SELECT 'alerts.review_id', coalesce(max(id), 0) FROM reviews;
+        CREATE TABLE campaign_items (
+            passage_id INTEGER PRIMARY KEY REFERENCES passages(id), classification_id INTEGER NOT NULL,
+            article_id TEXT NOT NULL, outlet_id TEXT, at TEXT NOT NULL, keys TEXT NOT NULL, signature BLOB
+        );
+        CREATE INDEX campaign_items_at ON campaign_items(at);
+        CREATE TABLE campaign_keys (
+            target TEXT NOT NULL, category TEXT NOT NULL, at TEXT NOT NULL, passage_id INTEGER NOT NULL,
+            article_id TEXT NOT NULL, outlet_id TEXT, PRIMARY KEY (target, category, at, passage_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE campaigns (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, target TEXT, category TEXT, via TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active', first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+            items INTEGER NOT NULL DEFAULT 0, articles INTEGER NOT NULL DEFAULT 0, n_outlets INTEGER NOT NULL DEFAULT 0,
+            outlets TEXT, targets TEXT, categories TEXT, speakers TEXT, officials INTEGER NOT NULL DEFAULT 0,
+            peak_articles INTEGER, baseline_per_window REAL, burst_z REAL, burst_score REAL,
+            detected_at TEXT NOT NULL, updated_at TEXT NOT NULL
+        );
+        CREATE INDEX campaigns_target ON campaigns(target, category, last_seen);
+        CREATE INDEX campaigns_updated ON campaigns(updated_at);
+        CREATE TABLE campaign_members (
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id), passage_id INTEGER NOT NULL REFERENCES passages(id),
+            article_id TEXT NOT NULL, outlet_id TEXT, at TEXT NOT NULL,
+            link TEXT NOT NULL CHECK (link IN ('target', 'copy', 'paraphrase')), similarity REAL, added_at TEXT NOT NULL,
+            PRIMARY KEY (campaign_id, passage_id)
+        );
+        CREATE INDEX campaign_members_passage ON campaign_members(passage_id);
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, rule TEXT NOT NULL, kind TEXT NOT NULL,
+            created_at TEXT NOT NULL, title TEXT NOT NULL, summary TEXT NOT NULL, url TEXT,
+            article_id TEXT, campaign_id INTEGER, target TEXT, payload TEXT NOT NULL
+        );
+        CREATE INDEX alerts_created ON alerts(created_at);
+        CREATE TABLE deliveries (
+            alert_id INTEGER NOT NULL REFERENCES alerts(id), channel TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL, last_error TEXT, sent_at TEXT,
+            updated_at TEXT NOT NULL, PRIMARY KEY (alert_id, channel)
+        );
+        CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
+        """
+    )
+
+
 def connect(path: str | Path, migrate: bool = True) -> sqlite_utils.Database:
     """Open (creating if needed) the monitor database with WAL and foreign keys on.
 
@@ -228,7 +364,15 @@ def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     db.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    done = {row[0] for row in db.execute("SELECT version FROM _migrations").fetchall()}
+    recorded = dict(db.execute("SELECT version, name FROM _migrations").fetchall())
+    for version, name in sorted(recorded.items()):
+        expected = MIGRATIONS[version - 1][0] if version <= len(MIGRATIONS) else None
+        if expected != name:
+            raise DatabaseError(
+                f"database migration {version} is {name!r} but this version of the monitor expects "
+                f"{expected!r}: the database was made by another (development or newer) version; "
+                "use a matching version of the monitor or a fresh database")
+    done = set(recorded)
     applied = []
     for version, (name, fn) in enumerate(MIGRATIONS, start=1):
         if version in done:
@@ -429,9 +573,14 @@ def entry_failed(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], 
 
 # --- captures and articles -------------------------------------------------------------------
 
+# Level 3: half the CPU of level 6 for ~12 % more bytes (113 KB pages: 40 KB vs 35 KB). Compression
+# runs once per capture and bounds crawl throughput (docs/benchmarks.md); disk is the cheaper resource.
+GZIP_LEVEL = 3
+
+
 def compress(body: bytes) -> bytes:
     """Deterministic gzip (mtime 0) of raw bytes for storage."""
-    return gzip.compress(body, compresslevel=6, mtime=0)
+    return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def capture_body(db: sqlite_utils.Database, capture_id: int) -> bytes:
@@ -442,14 +591,39 @@ def capture_body(db: sqlite_utils.Database, capture_id: int) -> bytes:
     return gzip.decompress(row[0])
 
 
-def _insert_capture(db: sqlite_utils.Database, aid: str, fetched: Fetched, run_id: int | None) -> int:
+def _insert_capture(db: sqlite_utils.Database, aid: str, fetched: Fetched, run_id: int | None,
+                    warc: WarcRef | None = None, body_gz: bytes | None = None) -> int:
+    """Insert a capture, where its WARC copy is (written before this transaction) and its custody row."""
     cursor = db.execute(
         "INSERT INTO captures (article_id, url, final_url, status, headers, redirects, content_type, captured_at, "
         "sha256, size, body_gz, run_id, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [aid, fetched.url, fetched.final_url, fetched.status, json.dumps(list(map(list, fetched.headers))),
          json.dumps(list(fetched.redirects)), fetched.header("Content-Type"), fetched.captured_at,
-         fetched.sha256, len(fetched.body), compress(fetched.body), run_id, TOOL],
+         fetched.sha256, len(fetched.body), body_gz if body_gz is not None else compress(fetched.body), run_id, TOOL],
     )
+    cid = int(cursor.lastrowid)
+    details: dict[str, Any] = {"url": fetched.url, "final_url": fetched.final_url, "status": fetched.status,
+                               "size": len(fetched.body)}
+    if warc is not None:
+        db.execute("INSERT INTO warc_records (capture_id, warc_dir, warc_file, record_offset, record_length, "
+                   "response_length, record_id, payload_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   [cid, warc.warc_dir, warc.warc_file, warc.offset, warc.length, warc.response_length,
+                    warc.record_id, warc.payload_digest])
+        details["warc"] = f"{warc.warc_file}@{warc.offset}"
+    add_custody(db, "capture", article_id=aid, capture_id=cid, sha256=fetched.sha256, at=fetched.captured_at,
+                details=details)
+    return cid
+
+
+def add_custody(db: sqlite_utils.Database, action: str, actor: str = TOOL, *, article_id: str | None = None,
+                capture_id: int | None = None, ref_id: int | None = None, sha256: str | None = None,
+                input_sha256: str | None = None, details: dict[str, Any] | None = None, at: str | None = None) -> int:
+    """Append one row to the custody log (inside the caller's transaction); see docs/evidence.md."""
+    cursor = db.execute(
+        "INSERT INTO custody (at, action, actor, article_id, capture_id, ref_id, sha256, input_sha256, details) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [at or utc_now(), action, actor, article_id, capture_id, ref_id, sha256, input_sha256,
+         json.dumps(details, sort_keys=True, ensure_ascii=False) if details else None])
     return int(cursor.lastrowid)
 
 
@@ -469,8 +643,9 @@ class PageFacts:
 
 def store_page(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], fetched: Fetched,
                article: Article | None, extract_error: str | None, extractor: str,
-               facts: PageFacts | None = None) -> tuple[int, bool]:
-    """Store a fetched page in ONE transaction: capture, article (if extracted), entry done.
+               facts: PageFacts | None = None, warc: WarcRef | None = None,
+               body_gz: bytes | None = None) -> tuple[int, bool]:
+    """Store a fetched page in ONE transaction: capture (+ its WARC location), article (if extracted), entry done.
 
     A crash before the commit leaves nothing behind and the entry stays pending; after it,
     everything is there. A page that is an article already stored (``facts.same_as``) keeps its
@@ -480,9 +655,10 @@ def store_page(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], fe
     aid = facts.same_as or entry["article_id"]
     now = utc_now()
     with db.conn:
-        capture_id = _insert_capture(db, aid, fetched, run_id)
+        capture_id = _insert_capture(db, aid, fetched, run_id, warc, body_gz)
         stored = False
         if article is not None and not facts.same_as:
+            text_sha = hashlib.sha256(article.text.encode("utf-8")).hexdigest()
             cursor = db.execute(
                 "INSERT OR IGNORE INTO articles (id, url, canonical_url, outlet_id, feed_id, section, columnist, title, "
                 "author, published, site_name, language, description, text, text_sha256, capture_id, first_seen_at, "
@@ -492,10 +668,13 @@ def store_page(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], fe
                  entry["feed_id"], facts.section, facts.columnist, article.title or entry.get("title") or "",
                  article.author or entry.get("author") or "", article.published or entry.get("published"),
                  article.site_name, article.language, article.description, article.text,
-                 hashlib.sha256(article.text.encode("utf-8")).hexdigest(), capture_id, entry["first_seen_at"], now,
+                 text_sha, capture_id, entry["first_seen_at"], now,
                  extractor, capture_id, facts.fingerprint or None, facts.story_id or aid, facts.duplicate_of],
             )
             stored = cursor.rowcount > 0
+            if stored:
+                add_custody(db, "extraction", article_id=aid, capture_id=capture_id, sha256=text_sha,
+                            input_sha256=fetched.sha256, at=now, details={"extractor": extractor})
             if stored and facts.signature:
                 db.execute("INSERT OR REPLACE INTO article_signatures VALUES (?, ?)", [aid, facts.signature])
                 db.conn.executemany("INSERT OR IGNORE INTO story_bands VALUES (?, ?)", [(b, aid) for b in facts.bands])
@@ -567,7 +746,7 @@ def articles_to_recheck(db: sqlite_utils.Database, days: int, flagged_days: int,
 
 def record_check(db: sqlite_utils.Database, run_id: int, article: dict[str, Any], outcome: str,
                  http_status: int | None = None, message: str | None = None, fetched: Fetched | None = None,
-                 new_text: Article | None = None, diff: str = "") -> int | None:
+                 new_text: Article | None = None, diff: str = "", warc: WarcRef | None = None) -> int | None:
     """Record one re-check in ONE transaction; returns the new capture id for a changed page.
 
     ``changed``: a new capture and a new ``article_versions`` row with the diff (old captures
@@ -578,9 +757,12 @@ def record_check(db: sqlite_utils.Database, run_id: int, article: dict[str, Any]
     capture_id = None
     with db.conn:
         if fetched is not None and outcome in ("changed", "restored") and new_text is not None:
-            capture_id = _insert_capture(db, article["id"], fetched, run_id)
+            capture_id = _insert_capture(db, article["id"], fetched, run_id, warc)
             new_sha = hashlib.sha256(new_text.text.encode("utf-8")).hexdigest()
             if new_sha != article["text_sha256"]:
+                add_custody(db, "extraction", article_id=article["id"], capture_id=capture_id, sha256=new_sha,
+                            input_sha256=fetched.sha256, at=now,
+                            details={"article_version": True, "previous_text_sha256": article["text_sha256"]})
                 db.execute(
                     "INSERT INTO article_versions (article_id, capture_id, detected_at, title, text, text_sha256, "
                     "previous_text_sha256, diff) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -591,6 +773,9 @@ def record_check(db: sqlite_utils.Database, run_id: int, article: dict[str, Any]
             db.execute("UPDATE articles SET removed_at = coalesce(removed_at, ?) WHERE id = ?", [now, article["id"]])
         if outcome == "restored":
             db.execute("UPDATE articles SET removed_at = NULL WHERE id = ?", [article["id"]])
+        if outcome == "restored" or (outcome == "removed" and not article.get("removed_at")):
+            add_custody(db, "removal" if outcome == "removed" else "restoration", article_id=article["id"],
+                        capture_id=capture_id, at=now, details={"http_status": http_status, "message": message})
         db.execute("UPDATE articles SET last_checked_at = ? WHERE id = ?", [now, article["id"]])
         db.execute(
             "INSERT INTO article_checks (article_id, run_id, checked_at, outcome, http_status, capture_id, message) "
@@ -629,13 +814,19 @@ def store_classification(db: sqlite_utils.Database, aid: str, text_sha256: str, 
         if cursor.rowcount == 0:
             return 0
         cid = int(cursor.lastrowid)
+        add_custody(db, "classification", article_id=aid, ref_id=cid, input_sha256=text_sha256,
+                    details={"model_id": result.model_id, "model_version": result.model_version,
+                             "stigmatising": bool(result.stigmatising), "score": result.score,
+                             "targets": list(result.targets)})
         for p in result.passages:
             ptop = max(p.categories, key=lambda k: p.categories[k]) if p.categories else None
             db.execute(
                 'INSERT INTO passages (classification_id, article_id, start, "end", text, score, categories, '
-                "top_category, voice, speaker, speaker_is_official, targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "top_category, voice, speaker, speaker_is_official, targets, embedding) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [cid, aid, p.start, p.end, p.text, p.score, json.dumps(p.categories, sort_keys=True), ptop,
-                 p.voice, p.speaker, int(p.speaker_is_official), json.dumps(list(p.targets), ensure_ascii=False)],
+                 p.voice, p.speaker, int(p.speaker_is_official), json.dumps(list(p.targets), ensure_ascii=False),
+                 p.embedding or None],
             )
     return cid
 
@@ -808,18 +999,23 @@ def capture_row(db: sqlite_utils.Database, capture_id: int) -> dict[str, Any] | 
     return rows[0] if rows else None
 
 
+_LATEST_PER_REVIEWER = """
+    WITH multi AS (SELECT article_id FROM reviews GROUP BY article_id HAVING count(DISTINCT reviewer) >= 2),
+    latest AS (
+        SELECT r.article_id, r.reviewer, r.decision, r.created_at FROM reviews r JOIN multi m ON m.article_id = r.article_id
+        WHERE r.id = (SELECT max(r2.id) FROM reviews r2 WHERE r2.article_id = r.article_id AND r2.reviewer = r.reviewer)
+    )
+"""
+
+
 def review_disagreements(db: sqlite_utils.Database, limit: int = 200) -> list[dict[str, Any]]:
-    """Articles where reviewers' latest decisions differ (confirm vs reject), with who said what."""
+    """Articles where reviewers' latest decisions differ (confirm/relabel vs reject), with who said what."""
     return list(db.query(
-        """
-        WITH latest AS (
-            SELECT r.article_id, r.reviewer, r.decision, r.created_at FROM reviews r
-            WHERE r.id = (SELECT max(r2.id) FROM reviews r2 WHERE r2.article_id = r.article_id AND r2.reviewer = r.reviewer)
-        )
+        _LATEST_PER_REVIEWER + """
         SELECT l.article_id, a.title, group_concat(l.reviewer || ': ' || l.decision, '; ') AS decisions,
                count(*) AS reviewers
         FROM latest l JOIN articles a ON a.id = l.article_id
-        GROUP BY l.article_id HAVING count(DISTINCT CASE WHEN l.decision = 'reject' THEN 'reject' ELSE 'confirm' END) > 1
+        GROUP BY l.article_id HAVING min(l.decision = 'reject') != max(l.decision = 'reject')
         ORDER BY max(l.created_at) DESC LIMIT ?
         """, [int(limit)]))
 
@@ -827,17 +1023,452 @@ def review_disagreements(db: sqlite_utils.Database, limit: int = 200) -> list[di
 def review_agreement(db: sqlite_utils.Database) -> dict[str, int]:
     """How many articles two or more reviewers decided, and on how many they disagree."""
     row = db.execute(
-        """
-        WITH latest AS (
-            SELECT r.article_id, r.reviewer, CASE WHEN r.decision = 'reject' THEN 0 ELSE 1 END AS yes FROM reviews r
-            WHERE r.id = (SELECT max(r2.id) FROM reviews r2 WHERE r2.article_id = r.article_id AND r2.reviewer = r.reviewer)
-        ), per AS (SELECT article_id, count(*) AS n, min(yes) AS lo, max(yes) AS hi FROM latest GROUP BY article_id)
-        SELECT coalesce(sum(n >= 2), 0), coalesce(sum(n >= 2 AND lo != hi), 0) FROM per
+        _LATEST_PER_REVIEWER + """
+        , per AS (SELECT article_id, min(decision = 'reject') AS lo, max(decision = 'reject') AS hi FROM latest
+                  GROUP BY article_id)
+        SELECT count(*), coalesce(sum(lo != hi), 0) FROM per
         """).fetchone()
     return {"double_reviewed": row[0], "disagreements": row[1]}
+
+
+# Flags that count for analysts: the latest verdict is stigmatising and no reviewer rejected it.
+_COUNTED_FLAGS = """
+    FROM classifications c JOIN articles a ON a.id = c.article_id
+    WHERE c.stigmatising = 1
+      AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = c.article_id)
+      AND coalesce((SELECT r.decision FROM reviews r WHERE r.article_id = c.article_id ORDER BY r.id DESC LIMIT 1), '')
+          != 'reject'
+"""
+_DAY = "substr(coalesce(a.published, a.first_seen_at), 1, 10)"
+
+
+def weekly_flags_by_category(db: sqlite_utils.Database, weeks: int = 26) -> list[dict[str, Any]]:
+    """Counted flags per ISO-ish week (Monday start) and top category over the last ``weeks`` weeks."""
+    return list(db.query(
+        f"SELECT date({_DAY}, 'weekday 0', '-6 days') AS week, c.top_category AS category, count(*) AS n "
+        f"{_COUNTED_FLAGS} AND {_DAY} >= date('now', ?) GROUP BY week, category ORDER BY week, category",
+        [f"-{int(weeks) * 7} days"]))
+
+
+def top_outlets(db: sqlite_utils.Database, limit: int = 10) -> list[dict[str, Any]]:
+    """Outlets with the most counted flags."""
+    return list(db.query(f"SELECT coalesce(o.name, a.outlet_id) AS label, count(*) AS n {_COUNTED_FLAGS.replace('JOIN articles a ON a.id = c.article_id', 'JOIN articles a ON a.id = c.article_id LEFT JOIN outlets o ON o.id = a.outlet_id')} "
+                         "GROUP BY label ORDER BY n DESC, label LIMIT ?", [int(limit)]))
+
+
+def top_targets(db: sqlite_utils.Database, limit: int = 10) -> list[dict[str, Any]]:
+    """Targets named in the most counted flags (from flag_targets: latest verdicts, not rejected)."""
+    return list(db.query("SELECT target AS label, count(*) AS n FROM flag_targets WHERE rejected = 0 "
+                         "GROUP BY target ORDER BY n DESC, target LIMIT ?", [int(limit)]))
+
+
+def target_timeline(db: sqlite_utils.Database, target: str) -> list[dict[str, Any]]:
+    """Counted flags naming ``target`` per week: one range of the flag_targets_timeline index."""
+    return list(db.query(
+        "SELECT date(day, 'weekday 0', '-6 days') AS week, count(*) AS n FROM flag_targets "
+        "WHERE target = ? AND rejected = 0 GROUP BY week ORDER BY week", [target]))
 
 
 def counts(db: sqlite_utils.Database) -> dict[str, int]:
     """Row counts of the main tables (for status and tests)."""
     names = ["outlets", "feeds", "entries", "captures", "articles", "classifications", "passages", "failures", "runs", "reviews"]
     return {n: db.execute(f"SELECT count(*) FROM {n}").fetchone()[0] for n in names}
+
+
+# --- evidence: WARC locations, custody, trusted timestamps, dossier selections -----------------
+# Lists of ids are passed as one JSON array parameter (``IN (SELECT value FROM json_each(?))``).
+
+def database_file(db: sqlite_utils.Database) -> Path | None:
+    """The file behind the main database (None for an in-memory one)."""
+    row = db.execute("PRAGMA database_list").fetchone()
+    return Path(row[2]) if row and row[2] else None
+
+
+def captures_to_timestamp(db: sqlite_utils.Database, limit: int = 500) -> list[dict[str, Any]]:
+    """Captures with no trusted timestamp yet, oldest first."""
+    return list(db.query("SELECT c.id, c.article_id, c.sha256 FROM captures c WHERE NOT EXISTS "
+                         "(SELECT 1 FROM timestamps t WHERE t.capture_id = c.id) ORDER BY c.id LIMIT ?", [int(limit)]))
+
+
+def record_timestamp(db: sqlite_utils.Database, capture: dict[str, Any], tsa_url: str, requested_at: str,
+                     gen_time: str | None, token: bytes, ca_pem: str | None) -> int:
+    """Store an RFC 3161 token for a capture's SHA-256, with its custody row, in one transaction."""
+    with db.conn:
+        tid = int(db.execute(
+            "INSERT INTO timestamps (capture_id, sha256, tsa_url, requested_at, gen_time, token, ca_pem) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [capture["id"], capture["sha256"], tsa_url, requested_at, gen_time, token, ca_pem]).lastrowid)
+        add_custody(db, "timestamp", article_id=capture["article_id"], capture_id=capture["id"], ref_id=tid,
+                    sha256=capture["sha256"], input_sha256=hashlib.sha256(token).hexdigest(),
+                    details={"tsa_url": tsa_url, "gen_time": gen_time})
+    return tid
+
+
+def evidence_candidates(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Articles flagged by their latest verdict or reviewed, with outlet, latest verdict and latest review."""
+    return list(db.query(
+        """
+        SELECT a.id AS article_id, a.url, a.canonical_url, a.title, a.author, a.published, a.first_seen_at,
+               a.section, a.columnist, a.language, a.text_sha256, a.capture_id, a.edits, a.removed_at, a.story_id,
+               a.duplicate_of, a.outlet_id, o.name AS outlet, o.state AS outlet_state, o.country AS outlet_country,
+               o.scope AS outlet_scope,
+               c.id AS classification_id, c.model_id, c.model_version, c.classified_at, c.stigmatising, c.score,
+               c.categories, c.top_category, c.voice, c.speaker, c.speaker_is_official, c.targets,
+               r.id AS review_id, r.reviewer, r.decision, r.created_at AS reviewed_at, r.categories AS review_categories,
+               r.voice AS review_voice, r.speaker AS review_speaker, r.targets AS review_targets, r.note AS review_note
+        FROM articles a
+        LEFT JOIN latest_classifications c ON c.article_id = a.id
+        LEFT JOIN latest_reviews r ON r.article_id = a.id
+        LEFT JOIN outlets o ON o.id = a.outlet_id
+        WHERE a.id IN (SELECT article_id FROM classifications WHERE stigmatising = 1 UNION SELECT article_id FROM reviews)
+          AND (c.stigmatising = 1 OR r.id IS NOT NULL)
+        ORDER BY coalesce(a.published, a.first_seen_at), a.id
+        """))
+
+
+def evidence_passages(db: sqlite_utils.Database, classification_ids: list[int]) -> list[dict[str, Any]]:
+    """Flagged passages of these classifications, in text order."""
+    return list(db.query(
+        'SELECT classification_id, article_id, start, "end", text, score, categories, top_category, voice, speaker, '
+        "speaker_is_official, targets FROM passages WHERE classification_id IN (SELECT value FROM json_each(?)) "
+        "ORDER BY classification_id, start, id", [json.dumps(classification_ids)]))
+
+
+def evidence_captures(db: sqlite_utils.Database, article_ids: list[str]) -> list[dict[str, Any]]:
+    """Every capture of these articles (without bodies) with its WARC location, oldest first."""
+    return list(db.query(
+        "SELECT c.id, c.article_id, c.url, c.final_url, c.status, c.headers, c.redirects, c.content_type, c.captured_at, "
+        "c.sha256, c.size, c.tool_version, w.warc_dir, w.warc_file, w.record_offset, w.record_length, "
+        "w.response_length, w.record_id, w.payload_digest "
+        "FROM captures c LEFT JOIN warc_records w ON w.capture_id = c.id "
+        "WHERE c.article_id IN (SELECT value FROM json_each(?)) ORDER BY c.article_id, c.captured_at, c.id",
+        [json.dumps(article_ids)]))
+
+
+def evidence_history(db: sqlite_utils.Database, article_ids: list[str]) -> list[dict[str, Any]]:
+    """Edits (``article_versions``) and removals/restorations (``article_checks``) of these articles, in order."""
+    return list(db.query(
+        "SELECT article_id, 'edited' AS event, detected_at AS at, capture_id, text_sha256, previous_text_sha256, "
+        "NULL AS http_status FROM article_versions WHERE article_id IN (SELECT value FROM json_each(?1)) "
+        "UNION ALL SELECT article_id, outcome, checked_at, capture_id, NULL, NULL, http_status FROM article_checks "
+        "WHERE outcome IN ('removed', 'restored') AND article_id IN (SELECT value FROM json_each(?1)) "
+        "ORDER BY article_id, at, event", [json.dumps(article_ids)]))
+
+
+def evidence_timestamps(db: sqlite_utils.Database, capture_ids: list[int]) -> list[dict[str, Any]]:
+    """RFC 3161 tokens of these captures."""
+    return list(db.query("SELECT id, capture_id, sha256, tsa_url, requested_at, gen_time, token, ca_pem FROM timestamps "
+                         "WHERE capture_id IN (SELECT value FROM json_each(?)) ORDER BY capture_id, id",
+                         [json.dumps(capture_ids)]))
+
+
+def evidence_custody(db: sqlite_utils.Database, article_ids: list[str], capture_ids: list[int]) -> list[dict[str, Any]]:
+    """Custody rows of these articles and captures (exports, which name no article, are left out)."""
+    return list(db.query(
+        "SELECT id, at, action, actor, article_id, capture_id, ref_id, sha256, input_sha256, details FROM custody "
+        "WHERE article_id IN (SELECT value FROM json_each(?)) OR capture_id IN (SELECT value FROM json_each(?)) "
+        "ORDER BY id", [json.dumps(article_ids), json.dumps(capture_ids)]))
+
+
+def record_export(db: sqlite_utils.Database, actor: str, zip_sha256: str, details: dict[str, Any]) -> int:
+    """Log a dossier export (who, when, the zip's SHA-256, the selection) in the custody log."""
+    with db.conn:
+        return add_custody(db, "export", actor, sha256=zip_sha256, details=details)
+
+
+# --- campaigns and alerts (monitor/campaigns.py, monitor/alerts/) --------------------------------
+# Campaign and alert functions write inside the caller's transaction (``atomic``), so one
+# incremental update, watermark included, commits or rolls back as a whole.
+
+@contextmanager
+def atomic(db: sqlite_utils.Database) -> Iterator[None]:
+    """One transaction around several of the functions below (commit on success, roll back on error)."""
+    with db.conn:
+        yield
+
+
+def state_get(db: sqlite_utils.Database, name: str, default: str = "0") -> str:
+    """A named watermark or setting from ``monitor_state``."""
+    row = db.execute("SELECT value FROM monitor_state WHERE name = ?", [name]).fetchone()
+    return row[0] if row else default
+
+
+def state_set(db: sqlite_utils.Database, name: str, value: str | int) -> None:
+    """Set a named watermark (inside the caller's transaction)."""
+    db.execute("INSERT INTO monitor_state (name, value) VALUES (?, ?) "
+               "ON CONFLICT(name) DO UPDATE SET value = excluded.value", [name, str(value)])
+
+
+def flagged_passages_after(db: sqlite_utils.Database, after_id: int, limit: int | None = None) -> list[dict[str, Any]]:
+    """Flagged passages with id > ``after_id`` of each article's latest verdict, unless a reviewer rejected it.
+
+    Each row carries what campaign detection and alert rules need: the article's outlet, section,
+    dates and title, the classification's targets and score, and the passage's embedding.
+    """
+    return list(db.query(
+        f"""
+        SELECT p.id AS passage_id, p.classification_id, p.article_id, p.text, p.score, p.categories, p.top_category,
+               p.voice, p.speaker, p.speaker_is_official, p.targets, p.embedding,
+               c.targets AS article_targets, c.top_category AS article_category, c.score AS article_score,
+               a.outlet_id, coalesce(o.name, a.outlet_id) AS outlet, a.section, a.published, a.first_seen_at,
+               a.title, a.url, a.columnist
+        FROM passages p
+        JOIN classifications c ON c.id = p.classification_id
+        JOIN articles a ON a.id = p.article_id
+        LEFT JOIN outlets o ON o.id = a.outlet_id
+        WHERE p.id > ?
+          AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = p.article_id)
+          AND coalesce((SELECT r.decision FROM reviews r WHERE r.article_id = p.article_id ORDER BY r.id DESC LIMIT 1),
+                       '') != 'reject'
+        ORDER BY p.id {f'LIMIT {int(limit)}' if limit else ''}
+        """, [int(after_id)]))
+
+
+def max_passage_id(db: sqlite_utils.Database) -> int:
+    """The highest passage id (0 when there is none)."""
+    return int(db.execute("SELECT coalesce(max(id), 0) FROM passages").fetchone()[0])
+
+
+def add_campaign_items(db: sqlite_utils.Database, items: list[dict[str, Any]]) -> None:
+    """Index flagged passages for campaign detection: one ``campaign_items`` row each, one ``campaign_keys`` row per key."""
+    db.conn.executemany(
+        "INSERT OR REPLACE INTO campaign_items (passage_id, classification_id, article_id, outlet_id, at, keys, signature) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(i["passage_id"], i["classification_id"], i["article_id"], i["outlet_id"], i["at"],
+          json.dumps(i["keys"], ensure_ascii=False), i["signature"]) for i in items])
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO campaign_keys (target, category, at, passage_id, article_id, outlet_id) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(t, c, i["at"], i["passage_id"], i["article_id"], i["outlet_id"]) for i in items for t, c in i["keys"]])
+
+
+def campaign_items_between(db: sqlite_utils.Database, lo: str, hi: str) -> list[tuple[Any, ...]]:
+    """Indexed passages dated in [lo, hi]: (passage_id, article_id, outlet_id, at, keys, signature, embedding)."""
+    return db.execute(
+        "SELECT i.passage_id, i.article_id, i.outlet_id, i.at, i.keys, i.signature, p.embedding "
+        "FROM campaign_items i JOIN passages p ON p.id = i.passage_id WHERE i.at BETWEEN ? AND ? ORDER BY i.passage_id",
+        [lo, hi]).fetchall()
+
+
+def campaign_key_items(db: sqlite_utils.Database, target: str, category: str, lo: str, hi: str,
+                       max_passage_id: int) -> list[dict[str, Any]]:
+    """Indexed passages naming ``target`` in ``category`` dated in [lo, hi], up to a passage id, by date."""
+    return list(db.query(
+        "SELECT passage_id, article_id, outlet_id, at FROM campaign_keys WHERE target = ? AND category = ? "
+        "AND at BETWEEN ? AND ? AND passage_id <= ? ORDER BY at, passage_id",
+        [target, category, lo, hi, int(max_passage_id)]))
+
+
+def campaign_for_key(db: sqlite_utils.Database, target: str, category: str, lo: str, hi: str,
+                     started_after: str = "") -> int | None:
+    """The campaign on (target, category) whose span comes within [lo, hi] and that started at or after
+    ``started_after`` (most outlets first)."""
+    row = db.execute("SELECT id FROM campaigns WHERE target = ? AND category = ? AND last_seen >= ? AND first_seen <= ? "
+                     "AND first_seen >= ? ORDER BY n_outlets DESC, id LIMIT 1",
+                     [target, category, lo, hi, started_after]).fetchone()
+    return int(row[0]) if row else None
+
+
+def campaigns_of_passages(db: sqlite_utils.Database, passage_ids: list[int], lo: str,
+                          started_after: str = "") -> list[int]:
+    """Campaigns (last seen at or after ``lo``, started at or after ``started_after``) holding any of these
+    passages, oldest first."""
+    if not passage_ids:
+        return []
+    return [int(r[0]) for r in db.execute(
+        "SELECT DISTINCT c.id FROM campaign_members m JOIN campaigns c ON c.id = m.campaign_id "
+        "WHERE m.passage_id IN (SELECT value FROM json_each(?)) AND c.last_seen >= ? AND c.first_seen >= ? ORDER BY c.id",
+        [json.dumps(passage_ids), lo, started_after])]
+
+
+def campaign_by_key(db: sqlite_utils.Database, key: str) -> int | None:
+    """The id of the campaign with this key."""
+    row = db.execute("SELECT id FROM campaigns WHERE key = ?", [key]).fetchone()
+    return int(row[0]) if row else None
+
+
+def campaign_member_ids(db: sqlite_utils.Database, campaign_id: int) -> set[int]:
+    """Passage ids of a campaign's members."""
+    return {int(r[0]) for r in db.execute("SELECT passage_id FROM campaign_members WHERE campaign_id = ?", [campaign_id])}
+
+
+def create_campaign(db: sqlite_utils.Database, key: str, target: str | None, category: str | None, via: str,
+                    first_seen: str, last_seen: str, now: str) -> int:
+    """Insert a campaign (its members and figures come next, in the same transaction)."""
+    return int(db.execute(
+        "INSERT INTO campaigns (key, target, category, via, first_seen, last_seen, detected_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [key, target, category, via, first_seen, last_seen, now, now]).lastrowid)
+
+
+def add_campaign_members(db: sqlite_utils.Database, campaign_id: int, members: list[dict[str, Any]], now: str) -> int:
+    """Add passages to a campaign (already members are kept as they were); returns how many were new."""
+    before = db.conn.total_changes
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO campaign_members (campaign_id, passage_id, article_id, outlet_id, at, link, similarity, "
+        "added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(campaign_id, m["passage_id"], m["article_id"], m["outlet_id"], m["at"], m["link"], m.get("similarity"), now)
+         for m in members])
+    return db.conn.total_changes - before
+
+
+def campaign_member_rows(db: sqlite_utils.Database, campaign_id: int) -> list[dict[str, Any]]:
+    """A campaign's members with their passage, article and outlet, by date."""
+    return list(db.query(
+        """
+        SELECT m.passage_id, m.article_id, m.outlet_id, coalesce(o.name, m.outlet_id) AS outlet, m.at, m.link,
+               m.similarity, p.text, p.score, p.categories, p.top_category, p.voice, p.speaker, p.speaker_is_official,
+               p.targets, a.title, a.url, a.section, a.columnist
+        FROM campaign_members m JOIN passages p ON p.id = m.passage_id JOIN articles a ON a.id = m.article_id
+        LEFT JOIN outlets o ON o.id = m.outlet_id
+        WHERE m.campaign_id = ? ORDER BY m.at, m.passage_id
+        """, [campaign_id]))
+
+
+def campaign_member_facts(db: sqlite_utils.Database, campaign_id: int) -> list[tuple[Any, ...]]:
+    """What a campaign's figures are computed from, per member (no text): (article_id, at, outlet, targets,
+    categories, top_category, speaker, speaker_is_official)."""
+    return db.execute(
+        "SELECT m.article_id, m.at, coalesce(o.name, m.outlet_id), p.targets, p.categories, p.top_category, p.speaker, "
+        "p.speaker_is_official FROM campaign_members m JOIN passages p ON p.id = m.passage_id "
+        "LEFT JOIN outlets o ON o.id = m.outlet_id WHERE m.campaign_id = ?", [campaign_id]).fetchall()
+
+
+def update_campaign(db: sqlite_utils.Database, campaign_id: int, fields: dict[str, Any]) -> None:
+    """Write a campaign's recomputed figures."""
+    allowed = {"first_seen", "last_seen", "items", "articles", "n_outlets", "outlets", "targets", "categories",
+               "speakers", "officials", "peak_articles", "baseline_per_window", "burst_z", "burst_score", "updated_at",
+               "status", "target", "category"}
+    values = {k: v for k, v in fields.items() if k in allowed}
+    sets = ", ".join(f"{k} = ?" for k in values)
+    db.execute(f"UPDATE campaigns SET {sets} WHERE id = ?", [*values.values(), campaign_id])
+
+
+def set_campaign_status(db: sqlite_utils.Database, active_since: str) -> None:
+    """Campaigns last seen at or after ``active_since`` are 'active', older ones 'ended'."""
+    db.execute("UPDATE campaigns SET status = CASE WHEN last_seen >= ? THEN 'active' ELSE 'ended' END "
+               "WHERE status != CASE WHEN last_seen >= ? THEN 'active' ELSE 'ended' END", [active_since, active_since])
+
+
+def target_flag_count(db: sqlite_utils.Database, target: str, day_from: str, day_before: str) -> int:
+    """Flagged articles naming ``target`` dated on days in [day_from, day_before) (flag_targets index)."""
+    return int(db.execute("SELECT count(DISTINCT article_id) FROM flag_targets WHERE target = ? AND day >= ? AND day < ?",
+                          [target, day_from, day_before]).fetchone()[0])
+
+
+def reset_campaigns(db: sqlite_utils.Database) -> None:
+    """Forget every campaign and the campaign index (``monitor campaigns --rebuild``); alerts stay."""
+    for table in ("campaign_members", "campaigns", "campaign_keys", "campaign_items"):
+        db.execute(f"DELETE FROM {table}")
+    state_set(db, "campaigns.passage_id", 0)
+
+
+def list_campaigns(db: sqlite_utils.Database, include_ended: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+    """Campaigns, most recent activity first (active ones only unless ``include_ended``)."""
+    where = "" if include_ended else "WHERE status = 'active'"
+    return list(db.query(f"SELECT * FROM campaigns {where} ORDER BY last_seen DESC, id DESC LIMIT ?", [int(limit)]))
+
+
+def campaign_row(db: sqlite_utils.Database, campaign_id: int) -> dict[str, Any] | None:
+    """One campaign."""
+    rows = list(db.query("SELECT * FROM campaigns WHERE id = ?", [campaign_id]))
+    return rows[0] if rows else None
+
+
+def campaigns_updated_since(db: sqlite_utils.Database, since: str) -> list[dict[str, Any]]:
+    """Campaigns created or changed at or after ``since`` (for alert rules)."""
+    return list(db.query("SELECT * FROM campaigns WHERE updated_at >= ? ORDER BY id", [since]))
+
+
+def reviews_after(db: sqlite_utils.Database, after_id: int) -> list[dict[str, Any]]:
+    """Review decisions with id > ``after_id``, with the article and its latest verdict's targets and score."""
+    return list(db.query(
+        """
+        SELECT r.id AS review_id, r.article_id, r.reviewer, r.decision, r.targets AS review_targets,
+               r.categories AS review_categories, r.created_at, a.title, a.url, a.section, a.published,
+               coalesce(o.name, a.outlet_id) AS outlet, c.targets, c.top_category, c.score
+        FROM reviews r JOIN articles a ON a.id = r.article_id LEFT JOIN outlets o ON o.id = a.outlet_id
+        LEFT JOIN latest_classifications c ON c.article_id = r.article_id
+        WHERE r.id > ? ORDER BY r.id
+        """, [int(after_id)]))
+
+
+def max_review_id(db: sqlite_utils.Database) -> int:
+    """The highest review id (0 when there is none)."""
+    return int(db.execute("SELECT coalesce(max(id), 0) FROM reviews").fetchone()[0])
+
+
+def add_alert(db: sqlite_utils.Database, alert: dict[str, Any], channels: list[str], now: str) -> int | None:
+    """Insert an alert once (its ``key`` is unique) with one pending delivery per channel; None if it exists."""
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO alerts (key, rule, kind, created_at, title, summary, url, article_id, campaign_id, target, "
+        "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [alert["key"], alert["rule"], alert["kind"], now, alert["title"], alert["summary"], alert.get("url"),
+         alert.get("article_id"), alert.get("campaign_id"), alert.get("target"),
+         json.dumps(alert.get("payload", {}), ensure_ascii=False, sort_keys=True)])
+    if cursor.rowcount == 0:
+        return None
+    alert_id = int(cursor.lastrowid)
+    db.conn.executemany("INSERT OR IGNORE INTO deliveries (alert_id, channel, next_attempt_at, updated_at) "
+                        "VALUES (?, ?, ?, ?)", [(alert_id, ch, now, now) for ch in channels])
+    return alert_id
+
+
+def alert_exists(db: sqlite_utils.Database, key: str) -> bool:
+    """Whether an alert with this key was ever created."""
+    return db.execute("SELECT 1 FROM alerts WHERE key = ?", [key]).fetchone() is not None
+
+
+def list_alerts(db: sqlite_utils.Database, limit: int = 50, since: str | None = None,
+                kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Alerts, newest first, with each delivery's channel and status (``deliveries``: "channel:status, ...")."""
+    clauses, params = [], []
+    if since:
+        clauses.append("a.created_at >= ?")
+        params.append(since)
+    if kinds:
+        clauses.append("a.kind IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(kinds)))
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return list(db.query(
+        f"SELECT a.*, (SELECT group_concat(d.channel || ':' || d.status, ', ') FROM deliveries d WHERE d.alert_id = a.id) "
+        f"AS deliveries FROM alerts a {where} ORDER BY a.created_at DESC, a.id DESC LIMIT ?", [*params, int(limit)]))
+
+
+def due_deliveries(db: sqlite_utils.Database, now: str) -> list[dict[str, Any]]:
+    """Pending deliveries whose next attempt is due, oldest alert first, with their alert."""
+    return list(db.query(
+        "SELECT d.alert_id, d.channel, d.attempts, a.key, a.rule, a.kind, a.created_at, a.title, a.summary, a.url, "
+        "a.article_id, a.campaign_id, a.target, a.payload FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+        "WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.alert_id, d.channel", [now]))
+
+
+def record_delivery(db: sqlite_utils.Database, alert_id: int, channel: str, status: str, now: str,
+                    error: str | None = None, next_attempt_at: str | None = None) -> None:
+    """One delivery attempt's outcome: 'sent', 'failed' (given up) or 'pending' (retry at ``next_attempt_at``)."""
+    with db.conn:
+        db.execute(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?, updated_at = ?, "
+            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, next_attempt_at = coalesce(?, next_attempt_at) "
+            "WHERE alert_id = ? AND channel = ?",
+            [status, (error or None) and error[:2000], now, status, now, next_attempt_at, alert_id, channel])
+
+
+def delivery_rows(db: sqlite_utils.Database, alert_id: int | None = None) -> list[dict[str, Any]]:
+    """Deliveries (of one alert, or all), in order."""
+    where = "WHERE alert_id = ?" if alert_id is not None else ""
+    return list(db.query(f"SELECT * FROM deliveries {where} ORDER BY alert_id, channel",
+                         [alert_id] if alert_id is not None else []))
+
+
+def digest_counts(db: sqlite_utils.Database, since: str) -> dict[str, Any]:
+    """Flags (latest verdicts) of articles first seen since ``since``: total, per target and per outlet."""
+    base = f"{_COUNTED_FLAGS} AND a.first_seen_at >= ?"
+    total = db.execute(f"SELECT count(*) {base}", [since]).fetchone()[0]
+    targets = list(db.query(
+        f"SELECT t.value AS label, count(*) AS n {base.replace('WHERE c.stigmatising', ', json_each(c.targets) t WHERE c.stigmatising')} "
+        "GROUP BY label ORDER BY n DESC, label LIMIT 10", [since]))
+    outlets = list(db.query(
+        f"SELECT coalesce(o.name, a.outlet_id) AS label, count(*) AS n "
+        f"{base.replace('JOIN articles a ON a.id = c.article_id', 'JOIN articles a ON a.id = c.article_id LEFT JOIN outlets o ON o.id = a.outlet_id')} "
+        "GROUP BY label ORDER BY n DESC, label LIMIT 10", [since]))
+    return {"flagged": total, "targets": targets, "outlets": outlets}

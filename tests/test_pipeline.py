@@ -185,10 +185,19 @@ def test_datasette_json_api_returns_flagged_article_with_passage(demo_site, db_p
 
     crawl_once(store.connect(db_path), demo_config(demo_site), keyword)
 
+    from monitor.review.accounts import hash_password, new_token
+
+    token, digest = new_token()
+    accounts = store.connect_accounts(db_path)
+    store.add_user(accounts, "ana", "analyst", hash_password("contraseña-larga"))
+    store.add_token(accounts, "ana", digest)
+
     async def fetch() -> dict:
         ds = build_datasette(db_path)
         await ds.invoke_startup()
-        response = await ds.client.get(f"/{db_path.stem}/triage.json?_shape=objects&outlet=")
+        url = f"/{db_path.stem}/triage.json?_shape=objects&outlet="
+        assert (await ds.client.get(url)).status_code in (302, 403)   # anonymous: nothing
+        response = await ds.client.get(url, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200
         return response.json()
 

@@ -135,3 +135,18 @@ def test_sigterm_mid_crawl_then_restart_loses_nothing(make_server, tmp_path: Pat
     # the job survived both restarts in the job store, with its next run in the future
     jobs = sqlite3.connect(tmp_path / "m.db.schedule.sqlite").execute("SELECT id, next_run_time FROM apscheduler_jobs").fetchall()
     assert [j[0] for j in jobs] == ["all"] and jobs[0][1] > time.time() + 3000
+
+
+def test_cron_weekdays_count_like_cron() -> None:
+    """APScheduler 3 counts weekday 0 as Monday; a crontab line means Sunday. We follow cron."""
+    from datetime import datetime, timezone
+
+    from monitor.schedules import cron_trigger
+
+    start = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)  # a Sunday
+    fire = lambda expr: cron_trigger(expr).get_next_fire_time(None, start)  # noqa: E731
+    assert fire("0 9 * * 1").strftime("%a %H:%M") == "Mon 09:00"
+    assert fire("0 13 * * 0").strftime("%a") == "Sun" and fire("0 13 * * 7").strftime("%a") == "Sun"
+    assert fire("0 9 * * 1-5").strftime("%a") == "Mon"
+    assert fire("30 3 * * *").strftime("%a %H:%M") == "Mon 03:30"
+    assert fire("0 9 * * sat").strftime("%a") == "Sat"

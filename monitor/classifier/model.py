@@ -58,10 +58,13 @@ class StigmaModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits of shape (batch, labels.size)."""
+        return self.head(self.dropout(self.pool(input_ids, attention_mask)))
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's mean-pooled last hidden state, shape (batch, hidden): the passage embedding."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def probabilities(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split logits into named probabilities."""

@@ -59,6 +59,16 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def embedding_bytes(pooled: torch.Tensor) -> list[bytes]:
+    """Each row L2-normalised and stored as little-endian float16 (768 bytes for e5-small's 384 dimensions).
+
+    Campaign detection compares flagged passages by the dot product of these vectors (cosine):
+    e5 puts Spanish paraphrases at 0.91-0.96 (../shared/MODELS.md).
+    """
+    normed = torch.nn.functional.normalize(pooled.float(), dim=-1).numpy().astype("<f2")
+    return [row.tobytes() for row in normed]
+
+
 class TransformerClassifier:
     """Scores passages with a :class:`StigmaModel` and builds article verdicts."""
 
@@ -104,9 +114,12 @@ class TransformerClassifier:
             idx = order[start:start + self.batch_size]
             enc = self.tokenizer([self.spec.input_prefix + texts[i] for i in idx], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
-            probs = self.model.probabilities(self.model(enc["input_ids"], enc["attention_mask"]))
+            pooled = self.model.pool(enc["input_ids"], enc["attention_mask"])
+            probs = self.model.probabilities(self.model.head(pooled))  # eval mode: dropout is the identity
+            vectors = embedding_bytes(pooled)
             for row, i in enumerate(idx):
                 results[i] = {
+                    "embedding": vectors[row],
                     "stigmatising": float(probs["stigmatising"][row]),
                     "relevance": float(probs["relevance"][row]),
                     "categories": {c: float(probs["categories"][row, j]) for j, c in enumerate(self.labels.categories)},
@@ -136,7 +149,7 @@ class TransformerClassifier:
             voice = max(r["voices"], key=lambda v: r["voices"][v])
             per_text[ti].append(Passage(start=s, end=e, text=texts[ti][s:e], score=self.passage_score(r),
                                         categories=r["categories"], voice=voice, voice_scores=r["voices"],
-                                        relevance=r["relevance"]))
+                                        relevance=r["relevance"], embedding=r["embedding"]))
         threshold = self.spec.threshold("stigmatising", 0.5)
         counts = [len(sp) for sp in spans]
         return [replace(article_verdict(self.model_id, self.model_version, t, ps, threshold, self.watchlist),

@@ -29,7 +29,7 @@ def article_verdict(model_id: str, model_version: str, text: str, passages: list
                                  categories={k: round(v, 4) for k, v in p.categories.items()}, voice=voice,
                                  voice_scores={k: round(v, 4) for k, v in p.voice_scores.items()},
                                  relevance=round(p.relevance, 4), speaker=speaker,
-                                 speaker_is_official=official, targets=targets))
+                                 speaker_is_official=official, targets=targets, embedding=p.embedding))
     pool = annotated or passages
     categories: dict[str, float] = {}
     for p in pool:
