@@ -247,7 +247,8 @@ def test_daily_digest_once_a_day_by_email(alerted_db: Path, tmp_path: Path, monk
                                 digest=DigestSettings(enabled=True, at="07:00", timezone="America/Mexico_City",
                                                       channels=("mail",)))
     db = store.connect(alerted_db)
-    morning = datetime.now(timezone.utc).replace(hour=12, minute=0)   # 06:00 in Mexico City: too early
+    # yesterday, so every time below is in the past whatever the hour the test runs (deliveries are due at "now")
+    morning = (datetime.now(timezone.utc) - timedelta(days=1)).replace(hour=12, minute=0)   # 06:00 in Mexico City: too early
     assert queue_digest(db, settings, now=morning) is None
     assert queue_digest(db, settings, now=morning + timedelta(hours=2)) is not None
     assert queue_digest(db, settings, now=morning + timedelta(hours=5)) is None  # once per local day

@@ -107,7 +107,9 @@ def test_sigterm_mid_crawl_then_restart_loses_nothing(make_server, tmp_path: Pat
     db = tmp_path / "m.db"
 
     first = _start(tmp_path, "--now")
-    assert _wait_for(lambda: _count(db, "SELECT count(*) FROM captures") >= 3, 60), "crawl did not start"
+    if not _wait_for(lambda: _count(db, "SELECT count(*) FROM captures") >= 3, 60):
+        first.kill()
+        pytest.fail(f"crawl did not start; monitor run said:\n{first.communicate(timeout=10)[1][-3000:]}")
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
