@@ -18,7 +18,7 @@ import yaml
 
 from .errors import FeedError, MonitorError
 from .feeds import parse_feed
-from .listings import html_document, parse_sitemap
+from .listings import collapse_whitespace, html_document, parse_sitemap
 from .models import ParsedFeed
 
 LOGGER = logging.getLogger(__name__)
@@ -110,14 +110,14 @@ def _homepage_candidates(body: bytes, base: str) -> list[_Candidate]:
         url = _absolute(link.get("href"), page_base)
         if "alternate" in rel and kind in FEED_TYPES and url:
             found.append(_Candidate(url, "feed", f'<link rel="alternate" type="{kind}"> on the homepage',
-                                    _collapse(link.get("title"))))
+                                    collapse_whitespace(link.get("title"))))
     host = _host_family(base)
     links = 0
     for anchor in doc.iter("a"):
         url = _absolute(anchor.get("href"), page_base)
         if url and links < MAX_LINK_CANDIDATES and _host_family(url) == host and _looks_like_feed(url):
             links += 1
-            found.append(_Candidate(url, "feed", "link on the homepage", _collapse(anchor.text_content())))
+            found.append(_Candidate(url, "feed", "link on the homepage", collapse_whitespace(anchor.text_content())))
     return found
 
 
@@ -206,6 +206,3 @@ def _looks_like_feed(url: str) -> bool:
     parts = urlsplit(url)
     return bool(_FEED_HREF.search(parts.path.rstrip("/")) or _FEED_HREF.search(parts.query))
 
-
-def _collapse(text: object) -> str:
-    return " ".join(str(text or "").split())

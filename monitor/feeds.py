@@ -14,7 +14,12 @@ from .errors import FeedError
 from .models import Entry, ParsedFeed
 
 LOGGER = logging.getLogger(__name__)
-_HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html)", re.I | re.S)
+_HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.I | re.S)
+
+
+def looks_like_html(body: bytes) -> bool:
+    """Whether a document starts like an HTML page (comments and whitespace allowed before)."""
+    return bool(_HTML_START.match(body[:2048]))
 
 
 def parse_feed(body: bytes, url: str, headers: dict[str, str] | None = None) -> ParsedFeed:
@@ -53,7 +58,7 @@ def parse_feed(body: bytes, url: str, headers: dict[str, str] | None = None) -> 
             guid=str(raw.get("id", "") or ""),
         ))
     if not entries:
-        if _HTML_START.match(body[:2048]):
+        if looks_like_html(body):
             raise FeedError(f"{url}: got an HTML page, not a feed")
         if not version:
             detail = f" ({reason})" if reason else ""

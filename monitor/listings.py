@@ -19,13 +19,13 @@ import lxml.html
 from lxml import etree
 
 from .errors import FeedError
+from .feeds import looks_like_html
 from .models import Entry, ParsedFeed
 
 LOGGER = logging.getLogger(__name__)
 MAX_ENTRIES = 5_000                     # per document: a bigger sitemap keeps its newest entries
 MAX_GUNZIPPED = 50_000_000              # bytes: a .xml.gz sitemap bigger than this once unpacked is refused
 _UTF8_BOM = codecs.BOM_UTF8
-_HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.I | re.S)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _SKIPPED_SCHEMES = ("javascript:", "mailto:", "tel:", "data:")
 
@@ -47,7 +47,7 @@ def parse_sitemap(body: bytes, url: str) -> tuple[ParsedFeed, list[str]]:
     data = _strip_bom(_gunzip(body, url))
     if not data.strip():
         raise FeedError(f"{url}: empty document, not a sitemap")
-    if _HTML_START.match(data[:2048]):
+    if looks_like_html(data):
         raise FeedError(f"{url}: got an HTML page, not a sitemap")
     root, warning = _parse_xml(data.lstrip(), url)
     name = _local(root)
@@ -127,7 +127,7 @@ def _children(el: etree._Element, name: str) -> list[etree._Element]:
 
 
 def _text(el: etree._Element | None) -> str:
-    return _collapse("".join(el.itertext())) if el is not None else ""
+    return collapse_whitespace("".join(el.itertext())) if el is not None else ""
 
 
 def _first_text(el: etree._Element, *path: str) -> str:
@@ -262,7 +262,7 @@ def _matching_links(doc: lxml.html.HtmlElement, base: str, pattern: re.Pattern[s
         n_links += 1
         if not pattern.search(link):
             continue
-        text = _collapse(anchor.text_content())
+        text = collapse_whitespace(anchor.text_content())
         if link not in entries or (text and link in weak):   # e.g. a photo link before the headline link
             entries[link] = Entry(url=link, title=text or _attribute_title(anchor), guid=link)
             if text:
@@ -321,11 +321,12 @@ def _link_target(href: str | None, base: str) -> str:
     return link if urlsplit(link).scheme.lower() in ("http", "https") else ""
 
 
-def _collapse(text: object) -> str:
+def collapse_whitespace(text: object) -> str:
+    """``text`` as one line: runs of whitespace become one space."""
     return " ".join(str(text or "").split())
 
 
 def _attribute_title(anchor: lxml.html.HtmlElement) -> str:
     """A title for an anchor without text: its ``title`` attribute, else its image's ``alt``."""
     alts = anchor.xpath(".//img/@alt")
-    return _collapse(anchor.get("title")) or (_collapse(alts[0]) if alts else "")
+    return collapse_whitespace(anchor.get("title")) or (collapse_whitespace(alts[0]) if alts else "")

@@ -42,17 +42,18 @@ class PageResult:
     warc: tuple[bytes, bytes, bytes, str] | None = None  # the capture's WARC records, built and compressed
 
 
-def process_page(fetched: Fetched, warc_software: str | None = None) -> PageResult:
+def process_page(fetched: Fetched, warc_software: str | None = None, pack: bool = True) -> PageResult:
     """Decode and extract a fetched page, fingerprint its text, compress the capture for storage.
 
     With ``warc_software`` the capture's WARC records are built too. All of it is CPU work that
-    would otherwise queue on the crawler's single writing thread. Never raises for bad pages.
+    would otherwise queue on the crawler's single writing thread. ``pack=False`` skips the
+    compression, for callers that store only some pages (re-checks). Never raises for bad pages.
     """
     from .evidence.warc import capture_records
     from .store import compress
 
-    packed = {"body_gz": compress(fetched.body),
-              "warc": capture_records(fetched, warc_software) if warc_software is not None else None}
+    packed = {"body_gz": compress(fetched.body) if pack else None,
+              "warc": capture_records(fetched, warc_software) if pack and warc_software is not None else None}
     url = fetched.url
     ctype = fetched.header("Content-Type").split(";")[0].strip().lower()
     if ctype not in HTML_TYPES:

@@ -81,7 +81,7 @@ def recheck(db: sqlite_utils.Database, config: Config, days: int = 7, flagged_da
 
 def _fetch(fetcher: Fetcher, url: str) -> Any:
     fetched = fetcher.fetch(url)
-    return fetched, pageworker.process_page(fetched)
+    return fetched, pageworker.process_page(fetched, pack=False)  # most re-checks store nothing: compress on change
 
 
 def _record(db: sqlite_utils.Database, summary: RecheckSummary, row: dict[str, Any], future: Any,

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .store import COUNTED_FLAGS
+
 LOGGER = logging.getLogger(__name__)
 
 TRIAGE_SQL = """
@@ -31,37 +33,29 @@ ORDER BY f.consecutive_failures DESC, f.id
 """
 
 
-# Counted flags: the latest verdict is stigmatising and no reviewer's latest decision rejects it.
-COUNTED = """
-FROM latest_classifications c
-JOIN articles a ON a.id = c.article_id
-LEFT JOIN outlets o ON o.id = a.outlet_id
-LEFT JOIN latest_reviews lr ON lr.article_id = a.id
-WHERE c.stigmatising = 1 AND coalesce(lr.decision, '') != 'reject'
-"""
 WEEK = "date(substr(coalesce(a.published, a.first_seen_at), 1, 10), 'weekday 0', '-6 days')"
 ANALYST_QUERIES = {
     "flags_by_week": ("Flags per week and category", f"SELECT {WEEK} AS week, c.top_category AS category, count(*) AS flags "
-                      f"{COUNTED} GROUP BY week, category ORDER BY week DESC, flags DESC"),
+                      f"{COUNTED_FLAGS} GROUP BY week, category ORDER BY week DESC, flags DESC"),
     "flags_by_outlet": ("Flags per outlet and section", "SELECT o.name AS outlet, a.section, count(*) AS flags, "
-                        "round(avg(c.score), 3) AS mean_score, max(a.published) AS latest " + COUNTED +
+                        "round(avg(c.score), 3) AS mean_score, max(a.published) AS latest " + COUNTED_FLAGS +
                         "GROUP BY outlet, a.section ORDER BY flags DESC"),
     "flags_by_columnist": ("Flags per columnist", "SELECT a.columnist, o.name AS outlet, count(*) AS flags, "
-                           "group_concat(DISTINCT c.top_category) AS categories " + COUNTED +
+                           "group_concat(DISTINCT c.top_category) AS categories " + COUNTED_FLAGS +
                            "AND a.columnist != '' GROUP BY a.columnist, outlet ORDER BY flags DESC"),
     "flags_by_category": ("Flags per category and voice", "SELECT c.top_category AS category, c.voice, count(*) AS flags "
-                          + COUNTED + "GROUP BY category, c.voice ORDER BY flags DESC"),
+                          + COUNTED_FLAGS + "GROUP BY category, c.voice ORDER BY flags DESC"),
     "flags_by_target": ("Flags per target", "SELECT t.value AS target, count(*) AS flags, count(DISTINCT a.outlet_id) "
                         "AS outlets, min(a.published) AS first, max(a.published) AS latest "
-                        + COUNTED.replace("WHERE c.stigmatising", "JOIN json_each(c.targets) t WHERE c.stigmatising")
+                        + COUNTED_FLAGS.replace("WHERE c.stigmatising", "JOIN json_each(c.targets) t WHERE c.stigmatising")
                         + "GROUP BY target ORDER BY flags DESC"),
     "flags_by_speaker_type": ("Flags by speaker type (public official or not)",
                               "SELECT CASE WHEN c.voice = 'attributed' AND c.speaker_is_official = 1 THEN 'public official' "
                               "WHEN c.voice = 'attributed' THEN 'other speaker' ELSE 'the outlet (authorial)' END AS speaker_type, "
-                              "count(*) AS flags, count(DISTINCT c.speaker) AS speakers " + COUNTED +
+                              "count(*) AS flags, count(DISTINCT c.speaker) AS speakers " + COUNTED_FLAGS +
                               "GROUP BY speaker_type ORDER BY flags DESC"),
     "flags_by_speaker": ("Who says it: attributed speakers", "SELECT c.speaker, c.speaker_is_official, count(*) AS flags, "
-                         "group_concat(DISTINCT o.name) AS outlets " + COUNTED +
+                         "group_concat(DISTINCT o.name) AS outlets " + COUNTED_FLAGS +
                          "AND c.speaker != '' GROUP BY c.speaker ORDER BY flags DESC"),
 }
 

@@ -1032,8 +1032,9 @@ def review_agreement(db: sqlite_utils.Database) -> dict[str, int]:
 
 
 # Flags that count for analysts: the latest verdict is stigmatising and no reviewer rejected it.
-_COUNTED_FLAGS = """
-    FROM classifications c JOIN articles a ON a.id = c.article_id
+# Also the FROM/WHERE of the analysts' canned queries (monitor/serve.py): one definition.
+COUNTED_FLAGS = """
+    FROM classifications c JOIN articles a ON a.id = c.article_id LEFT JOIN outlets o ON o.id = a.outlet_id
     WHERE c.stigmatising = 1
       AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = c.article_id)
       AND coalesce((SELECT r.decision FROM reviews r WHERE r.article_id = c.article_id ORDER BY r.id DESC LIMIT 1), '')
@@ -1046,13 +1047,13 @@ def weekly_flags_by_category(db: sqlite_utils.Database, weeks: int = 26) -> list
     """Counted flags per ISO-ish week (Monday start) and top category over the last ``weeks`` weeks."""
     return list(db.query(
         f"SELECT date({_DAY}, 'weekday 0', '-6 days') AS week, c.top_category AS category, count(*) AS n "
-        f"{_COUNTED_FLAGS} AND {_DAY} >= date('now', ?) GROUP BY week, category ORDER BY week, category",
+        f"{COUNTED_FLAGS} AND {_DAY} >= date('now', ?) GROUP BY week, category ORDER BY week, category",
         [f"-{int(weeks) * 7} days"]))
 
 
 def top_outlets(db: sqlite_utils.Database, limit: int = 10) -> list[dict[str, Any]]:
     """Outlets with the most counted flags."""
-    return list(db.query(f"SELECT coalesce(o.name, a.outlet_id) AS label, count(*) AS n {_COUNTED_FLAGS.replace('JOIN articles a ON a.id = c.article_id', 'JOIN articles a ON a.id = c.article_id LEFT JOIN outlets o ON o.id = a.outlet_id')} "
+    return list(db.query(f"SELECT coalesce(o.name, a.outlet_id) AS label, count(*) AS n {COUNTED_FLAGS} "
                          "GROUP BY label ORDER BY n DESC, label LIMIT ?", [int(limit)]))
 
 
@@ -1462,13 +1463,13 @@ def delivery_rows(db: sqlite_utils.Database, alert_id: int | None = None) -> lis
 
 def digest_counts(db: sqlite_utils.Database, since: str) -> dict[str, Any]:
     """Flags (latest verdicts) of articles first seen since ``since``: total, per target and per outlet."""
-    base = f"{_COUNTED_FLAGS} AND a.first_seen_at >= ?"
+    base = f"{COUNTED_FLAGS} AND a.first_seen_at >= ?"
     total = db.execute(f"SELECT count(*) {base}", [since]).fetchone()[0]
     targets = list(db.query(
         f"SELECT t.value AS label, count(*) AS n {base.replace('WHERE c.stigmatising', ', json_each(c.targets) t WHERE c.stigmatising')} "
         "GROUP BY label ORDER BY n DESC, label LIMIT 10", [since]))
     outlets = list(db.query(
         f"SELECT coalesce(o.name, a.outlet_id) AS label, count(*) AS n "
-        f"{base.replace('JOIN articles a ON a.id = c.article_id', 'JOIN articles a ON a.id = c.article_id LEFT JOIN outlets o ON o.id = a.outlet_id')} "
+        f"{base} "
         "GROUP BY label ORDER BY n DESC, label LIMIT 10", [since]))
     return {"flagged": total, "targets": targets, "outlets": outlets}
