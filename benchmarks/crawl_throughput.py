@@ -552,7 +552,7 @@ def cpu_per_article(net: Network, n: int = 40) -> dict[str, float]:
     pages = [net.page(net.item(h % net.n_hosts, h % net.feeds_per_host, h % net.items)) for h in range(n)]
     steps = {
         "`trafilatura.extract()` defaults (baseline)": lambda b: trafilatura.extract(b),
-        "`extract_article()` (ours: `bare_extraction` with metadata)": lambda b: extract_article(b, "http://127.0.0.1/a.html"),
+        "`extract_article()` (ours: `bare_extraction` + `page_metadata`)": lambda b: extract_article(b, "http://127.0.0.1/a.html"),
         "gzip of the capture (ours)": store.compress,
     }
     out = {}

@@ -63,3 +63,39 @@ def test_real_spanish_pages_extract() -> None:
             continue
         ok += bool(g["expected_snippets"]) and g["expected_snippets"][0] in text
     assert total >= 40 and ok / total >= 0.8, f"{ok}/{total}"
+
+
+BODY = "<p>" + "La organización presentó su informe anual sobre desapariciones en el estado. " * 6 + "</p>"
+
+
+def test_metadata_from_meta_tags_and_json_ld() -> None:
+    """<meta> and JSON-LD give title, author, date, site, canonical URL and description."""
+    page = f"""<html lang="es"><head><title>Portada | Diario</title>
+      <meta property="og:title" content="Informe sobre desapariciones">
+      <meta property="og:site_name" content="Diario del Sur">
+      <meta name="description" content="Resumen del informe &amp; sus cifras">
+      <link rel="canonical" href="https://diario.example/nota/informe">
+      <script type="application/ld+json">{{"@context": "https://schema.org", "@type": "NewsArticle",
+        "headline": "Informe sobre desapariciones", "datePublished": "2024-05-02T10:00:00-06:00",
+        "author": {{"@type": "Person", "name": "Lucía Ramírez Soto"}}}}</script>
+      </head><body><article><h1>Informe sobre desapariciones</h1>{BODY}</article></body></html>""".encode()
+    a = extract_article(page, "https://diario.example/nota/informe?utm_source=rss")
+    assert a.title == "Informe sobre desapariciones"
+    assert a.author == "Lucía Ramírez Soto"
+    assert a.published == "2024-05-02"
+    assert a.site_name == "Diario del Sur"
+    assert a.canonical_url == "https://diario.example/nota/informe"
+    assert a.description.startswith("Resumen del informe")
+    assert a.language == "es"
+
+
+def test_metadata_from_markup_when_no_meta() -> None:
+    """Without <meta>: the <title>, a byline in the markup and a date in the URL still count."""
+    page = f"""<html><head><title>Columna: el agua de Xochimilco</title></head><body><article>
+      <h1>Columna: el agua de Xochimilco</h1><div class="author">Por Martín Esquivel Ríos</div>
+      {BODY}</article></body></html>""".encode()
+    a = extract_article(page, "https://diario.example/2023/11/14/columna-agua.html")
+    assert a.title.startswith("Columna: el agua de Xochimilco")
+    assert "Martín Esquivel Ríos" in a.author
+    assert a.published == "2023-11-14"
+    assert a.canonical_url == ""       # the page's own URL is not repeated as its canonical
