@@ -14,6 +14,7 @@ from monitor import store
 from monitor.cli import cli
 from monitor.classifier.registry import load_classifier
 from monitor.pipeline import crawl_once
+from monitor.review.throttle import LoginThrottle
 from monitor.serve import build_datasette
 from tests.pages import article_html, rss
 
@@ -124,6 +125,47 @@ def test_wrong_password_and_removed_user(desk) -> None:
         assert (await ds.client.get("/-/monitor/queue", cookies=cookies)).status_code == 302
 
     run(go())
+
+
+def test_password_guessing_is_throttled(desk) -> None:
+    """Five wrong passwords for one name: the next tries get 429 (even the right password); others log in."""
+    path, ds = desk
+
+    async def attempt(name: str, password: str):  # type: ignore[no-untyped-def]
+        page = await ds.client.get("/-/monitor/login")
+        token = re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1)
+        return await ds.client.post("/-/monitor/login", data={"username": name, "password": password,
+                                                              "csrftoken": token}, cookies=dict(page.cookies))
+
+    async def go() -> None:
+        for i in range(5):
+            assert (await attempt("rita", f"adivina-{i}")).status_code == 401
+        refused = await attempt("rita", "contraseña-de-rita")
+        assert refused.status_code == 429 and "Demasiados intentos" in refused.text
+        assert 60 <= int(refused.headers["retry-after"]) <= 15 * 60 + 1
+        assert "monitor_session" not in refused.cookies
+        await login(ds, "ana")   # another name from the same address is not locked out
+
+    run(go())
+
+
+def test_login_throttle_window_and_success() -> None:
+    now = [1000.0]
+    t = LoginThrottle(max_per_user=3, max_per_client=5, window_s=60, clock=lambda: now[0])
+    for _ in range(2):
+        t.failed("Rita", "10.0.0.9")
+    assert t.retry_after("rita", "10.0.0.9") == 0
+    t.succeeded("rita")                      # a good login forgets the name's failures
+    for _ in range(3):
+        t.failed("rita", "10.0.0.1")
+        now[0] += 10
+    assert t.retry_after("RITA", "10.0.0.2") == 31   # the oldest failure leaves the window in 30 s
+    assert t.retry_after("ana", "10.0.0.1") == 0     # 5 failures from the address allowed
+    t.failed("ana", "10.0.0.1")
+    t.failed("ana", "10.0.0.1")
+    assert t.retry_after("bob", "10.0.0.1") > 0      # the address is now over its limit
+    now[0] += 61
+    assert t.retry_after("rita", "10.0.0.1") == 0 and t.retry_after("bob", "10.0.0.1") == 0
 
 
 def test_reviewer_decides_with_csrf_and_reviews_are_appended(desk) -> None:

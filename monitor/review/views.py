@@ -16,6 +16,7 @@ from itsdangerous import BadSignature
 from .. import store
 from ..classifier.registry import CATEGORIES
 from . import accounts, charts
+from .throttle import LoginThrottle
 from .highlight import highlight_segments
 from .i18n import DEFAULT, LANGUAGES, translator
 
@@ -128,6 +129,14 @@ def _safe_next(value: str | None) -> str:
     return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/-/monitor/queue"
 
 
+def _throttle(datasette: Any) -> LoginThrottle:
+    """This Datasette instance's failed-login counters (created on first use)."""
+    throttle = getattr(datasette, "_monitor_login_throttle", None)
+    if throttle is None:
+        throttle = datasette._monitor_login_throttle = LoginThrottle()
+    return throttle
+
+
 async def login(request: Any, datasette: Any) -> Response:
     """GET: the login form. POST: check the password, set the session cookie, go on."""
     _ = translator(_lang(request))
@@ -136,17 +145,29 @@ async def login(request: Any, datasette: Any) -> Response:
     if request.method == "POST":
         form = await request.post_vars()
         next_url = _safe_next(form.get("next"))
+        name = form.get("username", "").strip()
+        client = (request.scope.get("client") or ("?",))[0]
+        throttle = _throttle(datasette)
+        wait_s = throttle.retry_after(name, client)
+        if wait_s:
+            response = await _page(datasette, request, "monitor_login.html",
+                                   {"error": _("too_many_logins").format(minutes=max(1, round(wait_s / 60))),
+                                    "next": next_url}, status=429)
+            response.headers["Retry-After"] = str(wait_s)
+            return response
         accounts_db = _accounts(datasette)
         try:
-            user = store.get_user(accounts_db, form.get("username", "").strip())
+            user = store.get_user(accounts_db, name)
         finally:
             accounts_db.close()
         if user and accounts.verify_password(form.get("password", ""), user["password_hash"]):
+            throttle.succeeded(name)
             response = Response.redirect(next_url)
             response.set_cookie(SESSION_COOKIE, datasette.sign({"u": user["name"], "t": time.time()}, "monitor-session"),
                                 max_age=SESSION_MAX_AGE_S, httponly=True, samesite="lax",
                                 secure=request.scheme == "https")
             return response
+        throttle.failed(name, client)
         error = _("bad_login")
     return await _page(datasette, request, "monitor_login.html", {"error": error, "next": next_url},
                        status=401 if error else 200)
