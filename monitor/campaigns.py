@@ -38,6 +38,7 @@ from .fetch import utc_now
 
 LOGGER = logging.getLogger(__name__)
 WATERMARK = "campaigns.passage_id"
+REVIEW_WATERMARK = "campaigns.review_id"   # reviews already applied to campaigns
 REBUILD_CHUNK = 2000
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 _HASHERS: dict[int, MinHasher] = {}
@@ -65,12 +66,13 @@ class UpdateResult:
     items: int = 0
     created: list[int] = field(default_factory=list)
     updated: list[int] = field(default_factory=list)
+    reviewed: list[int] = field(default_factory=list)   # recomputed because reviewers decided on a member
     seconds: float = 0.0
 
     def line(self) -> str:
         """One line for logs and the CLI."""
         return (f"campaigns: {self.items} new flagged passage(s), {len(self.created)} new campaign(s), "
-                f"{len(self.updated)} updated, {self.seconds:.2f}s")
+                f"{len(self.updated)} updated, {len(self.reviewed)} recomputed after reviews, {self.seconds:.2f}s")
 
 
 def hasher(k: int) -> MinHasher:
@@ -383,10 +385,18 @@ def peak_window(times_by_article: dict[str, float], window_s: float) -> tuple[in
 
 
 def refresh(db: sqlite_utils.Database, cid: int, settings: CampaignSettings, now: str) -> None:
-    """Recompute a campaign's targets, categories, outlets, speakers, span, counts and burst from its members."""
+    """Recompute a campaign's targets, categories, outlets, speakers, span, counts and burst from its members.
+
+    Members a reviewer rejected do not count. A campaign left with fewer than ``min_outlets`` sources
+    is 'dismissed' (kept, with its figures, so that a later confirmation can bring it back).
+    """
     row = store.campaign_row(db, cid)
+    if row is None:
+        return
     members = store.campaign_member_facts(db, cid)
-    if row is None or not members:
+    if not members:
+        store.update_campaign(db, cid, {"items": 0, "articles": 0, "n_outlets": 0, "outlets": "[]", "speakers": "[]",
+                                        "officials": 0, "status": "dismissed", "updated_at": now})
         return
     targets: Counter[str] = Counter()
     categories: Counter[str] = Counter()
@@ -406,6 +416,11 @@ def refresh(db: sqlite_utils.Database, cid: int, settings: CampaignSettings, now
         outlets.add(outlet)
         article_time.setdefault(article_id, epoch(at))
     ats = [m[1] for m in members]
+    sources = {m[2] or m[0] for m in members}   # outlet, or the article when it has none (as detection counts)
+    if len(sources) < settings.min_outlets:
+        status = "dismissed"
+    else:
+        status = "active" if row["status"] == "dismissed" else row["status"]  # set_campaign_status dates it
     target = row["target"] or (targets.most_common(1)[0][0] if targets else None)
     peak, peak_start = peak_window(article_time, settings.window_hours * 3600.0)
     lam = z = score = None
@@ -422,7 +437,7 @@ def refresh(db: sqlite_utils.Database, cid: int, settings: CampaignSettings, now
         "categories": json.dumps([c for c, _ in categories.most_common()]),
         "speakers": json.dumps(sorted(speakers.values(), key=lambda s: (-s["items"], s["speaker"])), ensure_ascii=False),
         "officials": officials, "peak_articles": peak, "baseline_per_window": lam, "burst_z": z, "burst_score": score,
-        "updated_at": now,
+        "updated_at": now, "status": status,
     })
 
 
@@ -452,10 +467,26 @@ def update(db: sqlite_utils.Database, settings: CampaignSettings, generic: Itera
             store.state_set(db, WATERMARK, max(int(r["passage_id"]) for r in rows))
         elif limit is None:
             store.state_set(db, WATERMARK, max(after, store.max_passage_id(db)))
+        apply_reviews(db, settings, now, result)
         store.set_campaign_status(db, iso(epoch(now) - settings.window_hours * 3600.0))
     result.seconds = time.perf_counter() - started
     LOGGER.info("%s", result.line())
     return result
+
+
+def apply_reviews(db: sqlite_utils.Database, settings: CampaignSettings, now: str, result: UpdateResult) -> None:
+    """Recompute the campaigns holding an article reviewed since the last update.
+
+    A rejection takes the article's passages out of the campaign's figures (and dismisses a
+    campaign left with too few outlets); a later confirmation puts them back.
+    """
+    after = int(store.state_get(db, REVIEW_WATERMARK, "0"))
+    last, articles = store.reviewed_articles_after(db, after)
+    for cid in store.campaigns_of_articles(db, articles):
+        refresh(db, cid, settings, now)
+        result.reviewed.append(cid)
+    if last != after:
+        store.state_set(db, REVIEW_WATERMARK, last)
 
 
 def _process(db: sqlite_utils.Database, items: list[Item], settings: CampaignSettings, now: str,
@@ -499,6 +530,7 @@ def rebuild(db: sqlite_utils.Database, settings: CampaignSettings, generic: Iter
             _process(db, [make_item(r, settings, generic_set) for r in rows], settings, now, result)
             after = max(int(r["passage_id"]) for r in rows)
         store.state_set(db, WATERMARK, max(after, store.max_passage_id(db)))
+        store.state_set(db, REVIEW_WATERMARK, store.max_review_id(db))  # rebuilt without rejected articles
         store.set_campaign_status(db, iso(epoch(now) - settings.window_hours * 3600.0))
     result.updated = []
     result.seconds = time.perf_counter() - started

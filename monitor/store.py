@@ -1244,19 +1244,21 @@ def add_campaign_items(db: sqlite_utils.Database, items: list[dict[str, Any]]) -
 
 
 def campaign_items_between(db: sqlite_utils.Database, lo: str, hi: str) -> list[tuple[Any, ...]]:
-    """Indexed passages dated in [lo, hi]: (passage_id, article_id, outlet_id, at, keys, signature, embedding)."""
+    """Indexed passages dated in [lo, hi], not rejected by a reviewer: (passage_id, article_id, outlet_id, at,
+    keys, signature, embedding)."""
     return db.execute(
         "SELECT i.passage_id, i.article_id, i.outlet_id, i.at, i.keys, i.signature, p.embedding "
-        "FROM campaign_items i JOIN passages p ON p.id = i.passage_id WHERE i.at BETWEEN ? AND ? ORDER BY i.passage_id",
-        [lo, hi]).fetchall()
+        "FROM campaign_items i JOIN passages p ON p.id = i.passage_id WHERE i.at BETWEEN ? AND ? AND "
+        + not_rejected("i.article_id") + " ORDER BY i.passage_id", [lo, hi]).fetchall()
 
 
 def campaign_key_items(db: sqlite_utils.Database, target: str, category: str, lo: str, hi: str,
                        max_passage_id: int) -> list[dict[str, Any]]:
-    """Indexed passages naming ``target`` in ``category`` dated in [lo, hi], up to a passage id, by date."""
+    """Indexed passages naming ``target`` in ``category`` dated in [lo, hi], up to a passage id, by date
+    (not those of articles a reviewer rejected)."""
     return list(db.query(
-        "SELECT passage_id, article_id, outlet_id, at FROM campaign_keys WHERE target = ? AND category = ? "
-        "AND at BETWEEN ? AND ? AND passage_id <= ? ORDER BY at, passage_id",
+        "SELECT passage_id, article_id, outlet_id, at FROM campaign_keys k WHERE target = ? AND category = ? "
+        "AND at BETWEEN ? AND ? AND passage_id <= ? AND " + not_rejected("k.article_id") + " ORDER BY at, passage_id",
         [target, category, lo, hi, int(max_passage_id)]))
 
 
@@ -1280,6 +1282,21 @@ def campaigns_of_passages(db: sqlite_utils.Database, passage_ids: list[int], lo:
         "SELECT DISTINCT c.id FROM campaign_members m JOIN campaigns c ON c.id = m.campaign_id "
         "WHERE m.passage_id IN (SELECT value FROM json_each(?)) AND c.last_seen >= ? AND c.first_seen >= ? ORDER BY c.id",
         [json.dumps(passage_ids), lo, started_after])]
+
+
+def campaigns_of_articles(db: sqlite_utils.Database, article_ids: list[str]) -> list[int]:
+    """Campaigns with a member passage from any of these articles."""
+    if not article_ids:
+        return []
+    return [int(r[0]) for r in db.execute(
+        "SELECT DISTINCT campaign_id FROM campaign_members WHERE article_id IN (SELECT value FROM json_each(?)) "
+        "ORDER BY campaign_id", [json.dumps(article_ids)])]
+
+
+def reviewed_articles_after(db: sqlite_utils.Database, after_id: int) -> tuple[int, list[str]]:
+    """The highest review id and the articles reviewed after review ``after_id``."""
+    rows = db.execute("SELECT id, article_id FROM reviews WHERE id > ? ORDER BY id", [after_id]).fetchall()
+    return (int(rows[-1][0]) if rows else after_id), sorted({r[1] for r in rows})
 
 
 def campaign_by_key(db: sqlite_utils.Database, key: str) -> int | None:
@@ -1312,8 +1329,14 @@ def add_campaign_members(db: sqlite_utils.Database, campaign_id: int, members: l
     return db.conn.total_changes - before
 
 
+def not_rejected(article_column: str) -> str:
+    """SQL condition: the article's latest review is not a rejection (reviewers can take a flag back)."""
+    return (f"coalesce((SELECT r.decision FROM reviews r WHERE r.article_id = {article_column} "
+            "ORDER BY r.id DESC LIMIT 1), '') != 'reject'")
+
+
 def campaign_member_rows(db: sqlite_utils.Database, campaign_id: int) -> list[dict[str, Any]]:
-    """A campaign's members with their passage, article and outlet, by date."""
+    """A campaign's members with their passage, article and outlet, by date (not those reviewers rejected)."""
     return list(db.query(
         """
         SELECT m.passage_id, m.article_id, m.outlet_id, coalesce(o.name, m.outlet_id) AS outlet, m.at, m.link,
@@ -1321,17 +1344,19 @@ def campaign_member_rows(db: sqlite_utils.Database, campaign_id: int) -> list[di
                p.targets, a.title, a.url, a.section, a.columnist
         FROM campaign_members m JOIN passages p ON p.id = m.passage_id JOIN articles a ON a.id = m.article_id
         LEFT JOIN outlets o ON o.id = m.outlet_id
-        WHERE m.campaign_id = ? ORDER BY m.at, m.passage_id
+        WHERE m.campaign_id = ? AND """ + not_rejected("m.article_id") + """ ORDER BY m.at, m.passage_id
         """, [campaign_id]))
 
 
 def campaign_member_facts(db: sqlite_utils.Database, campaign_id: int) -> list[tuple[Any, ...]]:
     """What a campaign's figures are computed from, per member (no text): (article_id, at, outlet, targets,
-    categories, top_category, speaker, speaker_is_official)."""
+    categories, top_category, speaker, speaker_is_official). Members whose article a reviewer rejected
+    do not count (their rows stay: a later confirmation counts them again)."""
     return db.execute(
         "SELECT m.article_id, m.at, coalesce(o.name, m.outlet_id), p.targets, p.categories, p.top_category, p.speaker, "
         "p.speaker_is_official FROM campaign_members m JOIN passages p ON p.id = m.passage_id "
-        "LEFT JOIN outlets o ON o.id = m.outlet_id WHERE m.campaign_id = ?", [campaign_id]).fetchall()
+        "LEFT JOIN outlets o ON o.id = m.outlet_id WHERE m.campaign_id = ? AND " + not_rejected("m.article_id"),
+        [campaign_id]).fetchall()
 
 
 def update_campaign(db: sqlite_utils.Database, campaign_id: int, fields: dict[str, Any]) -> None:
@@ -1345,9 +1370,11 @@ def update_campaign(db: sqlite_utils.Database, campaign_id: int, fields: dict[st
 
 
 def set_campaign_status(db: sqlite_utils.Database, active_since: str) -> None:
-    """Campaigns last seen at or after ``active_since`` are 'active', older ones 'ended'."""
+    """Campaigns last seen at or after ``active_since`` are 'active', older ones 'ended'; 'dismissed' ones
+    (reviewers rejected enough of them) stay so."""
     db.execute("UPDATE campaigns SET status = CASE WHEN last_seen >= ? THEN 'active' ELSE 'ended' END "
-               "WHERE status != CASE WHEN last_seen >= ? THEN 'active' ELSE 'ended' END", [active_since, active_since])
+               "WHERE status != 'dismissed' AND status != CASE WHEN last_seen >= ? THEN 'active' ELSE 'ended' END",
+               [active_since, active_since])
 
 
 def target_flag_count(db: sqlite_utils.Database, target: str, day_from: str, day_before: str) -> int:

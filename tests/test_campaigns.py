@@ -315,3 +315,36 @@ def test_a_sustained_attack_comes_as_episodes_of_at_most_max_span_days(tmp_path:
     span = campaigns.epoch(first["last_seen"]) - campaigns.epoch(first["first_seen"])
     assert span <= 14 * 86400 + 2 * 86400 and second["last_seen"] == end.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert second["burst_score"] < first["burst_score"]  # the second's baseline holds the first episode
+
+
+def test_reviewer_rejections_take_items_out_and_a_confirmation_puts_them_back(db_copy: Path) -> None:
+    """A rejected article stops counting at the next update; too few outlets left dismisses the campaign."""
+    db = store.connect(db_copy)
+    settings = CampaignSettings()
+    c = store.list_campaigns(db)[0]
+    members = members_by_key(db, c["id"])
+    store.record_review(db, members["a"]["article_id"], "rita", "reject")
+    result = campaigns.update(db, settings)
+    assert result.reviewed == [c["id"]] and "1 recomputed after reviews" in result.line()
+    one_less = store.campaign_row(db, c["id"])
+    assert (one_less["n_outlets"], one_less["articles"], one_less["status"]) == (4, 4, "active")
+    assert "a" not in members_by_key(db, c["id"])
+    assert campaigns.update(db, settings).reviewed == []      # each review is applied once
+    for key in ("b", "c"):
+        store.record_review(db, members[key]["article_id"], "rita", "reject")
+    campaigns.update(db, settings)
+    assert store.campaign_row(db, c["id"])["status"] == "dismissed"   # 2 outlets left, 3 needed
+    assert store.list_campaigns(db) == []                               # off the active list
+    for key in ("a", "b", "c"):
+        store.record_review(db, members[key]["article_id"], "ada", "confirm")
+    campaigns.update(db, settings)
+    back = store.campaign_row(db, c["id"])
+    assert (back["n_outlets"], back["articles"], back["status"]) == (5, 5, "active")
+    # a rebuild agrees with the incremental result after reviews
+    store.record_review(db, members["e"]["article_id"], "rita", "reject")
+    campaigns.update(db, settings)
+    incremental = store.campaign_row(db, c["id"])
+    campaigns.rebuild(db, settings)
+    rebuilt = store.list_campaigns(db, include_ended=True)
+    assert [(r["n_outlets"], r["articles"], r["first_seen"]) for r in rebuilt] == [
+        (incremental["n_outlets"], incremental["articles"], incremental["first_seen"])]
