@@ -42,12 +42,14 @@ class PageResult:
     warc: tuple[bytes, bytes, bytes, str] | None = None  # the capture's WARC records, built and compressed
 
 
-def process_page(fetched: Fetched, warc_software: str | None = None, pack: bool = True) -> PageResult:
+def process_page(fetched: Fetched, warc_software: str | None = None, pack: bool = True,
+                 author_hint: str = "") -> PageResult:
     """Decode and extract a fetched page, fingerprint its text, compress the capture for storage.
 
     With ``warc_software`` the capture's WARC records are built too. All of it is CPU work that
     would otherwise queue on the crawler's single writing thread. ``pack=False`` skips the
-    compression, for callers that store only some pages (re-checks). Never raises for bad pages.
+    compression, for callers that store only some pages (re-checks). ``author_hint``: the feed
+    item's author (extraction then skips its byline search). Never raises for bad pages.
     """
     from .evidence.warc import capture_records
     from .store import compress
@@ -59,7 +61,7 @@ def process_page(fetched: Fetched, warc_software: str | None = None, pack: bool 
     if ctype not in HTML_TYPES:
         return PageResult(None, f"{url}: not an HTML page (Content-Type {ctype})", **packed)
     try:
-        article = extract_article(decode_body(fetched), fetched.final_url)
+        article = extract_article(decode_body(fetched), fetched.final_url, author_hint)
     except (ExtractError, FetchError) as e:
         return PageResult(None, str(e), **packed)
     body = body_without_headline(article.text, article.title)

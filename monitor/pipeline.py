@@ -261,7 +261,11 @@ def _fetch_pages(db: sqlite_utils.Database, fetcher: Fetcher, config: Config, su
     pool = pageworker.extraction_pool(workers) if len(pending) >= pageworker.MIN_PAGES_FOR_POOL else None
     done = 0
     software = evidence.software
-    for entry, future in run_by_host(pending, lambda e: e["url"], lambda e: _fetch_and_process(fetcher, e["url"], pool, software),
+
+    def work(e: dict[str, Any]) -> tuple[Fetched, pageworker.PageResult]:
+        return _fetch_and_process(fetcher, e["url"], pool, software, e.get("author") or "")
+
+    for entry, future in run_by_host(pending, lambda e: e["url"], work,
                                      config.fetch.concurrency, config.fetch.per_host_concurrency, should_stop, "page"):
         done += 1
         progress("pages", done, len(pending))
@@ -283,18 +287,18 @@ def _fetch_pages(db: sqlite_utils.Database, fetcher: Fetcher, config: Config, su
         summary.duplicates += int(facts.same_as is not None)
 
 
-def _fetch_and_process(fetcher: Fetcher, url: str, pool: Any,
-                       warc_software: str | None) -> tuple[Fetched, pageworker.PageResult]:
+def _fetch_and_process(fetcher: Fetcher, url: str, pool: Any, warc_software: str | None,
+                       author: str = "") -> tuple[Fetched, pageworker.PageResult]:
     """Fetch a page (this thread), then extract and pack it (a worker process when there is a pool)."""
     fetched = fetcher.fetch(url)
     if pool is None:
-        return fetched, pageworker.process_page(fetched, warc_software)
+        return fetched, pageworker.process_page(fetched, warc_software, author_hint=author)
     try:
-        return fetched, pool.submit(pageworker.process_page, fetched, warc_software).result()
+        return fetched, pool.submit(pageworker.process_page, fetched, warc_software, True, author).result()
     except BrokenProcessPool:  # a worker died (killed, out of memory): this page is done here instead
         LOGGER.warning("extraction worker died; extracting %s in the crawler process", url)
         pageworker.discard_pool(pool)  # the next crawl starts fresh workers
-        return fetched, pageworker.process_page(fetched, warc_software)
+        return fetched, pageworker.process_page(fetched, warc_software, author_hint=author)
 
 
 def _page_facts(db: sqlite_utils.Database, entry: dict[str, Any], fetched: Fetched,

@@ -263,3 +263,24 @@ def test_database_from_another_version_is_refused_clearly(tmp_path: Path) -> Non
     con.close()
     with pytest.raises(DatabaseError, match="migration 3 is 'review desk: user accounts and API tokens'"):
         store.connect(path)
+
+
+def test_feed_author_reaches_the_article_and_its_columnist(make_server, tmp_path: Path) -> None:
+    """A feed item's dc:creator is the author when the page's <meta> has none (also in worker processes)."""
+    site = make_server()
+    links = []
+    for i in range(8):   # 8 pages: enough for the extraction process pool
+        page = article_html(f"Opinión {i}", story_text(i + 1)).replace('<meta name="author" content="">', "").replace(
+            "<h1>", '<div class="author">Por Redacción Web</div><h1>')
+        links.append((f"Opinión {i}", site.add(f"/opinion/col-{i}.html", page)))
+    items = "".join(f"<item><title>{t}</title><link>{u}</link><guid>{u}</guid>"
+                    f"<dc:creator>Columnista Invitada</dc:creator></item>" for t, u in links)
+    feed = site.add("/feed.xml", '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+                    'xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Opinión</title>'
+                    f"<link>{site.url('/')}</link><description>x</description>{items}</channel></rss>",
+                    content_type="application/rss+xml")
+    db = store.connect(tmp_path / "monitor.db")
+    summary = crawl_once(db, config_for([{"url": feed, "section": "opinion"}], extract_workers=2))
+    assert summary.new_articles == 8, summary.line()
+    rows = db.execute("SELECT author, columnist FROM articles").fetchall()
+    assert rows == [("Columnista Invitada", "Columnista Invitada")] * 8

@@ -99,3 +99,13 @@ def test_metadata_from_markup_when_no_meta() -> None:
     assert "Martín Esquivel Ríos" in a.author
     assert a.published == "2023-11-14"
     assert a.canonical_url == ""       # the page's own URL is not repeated as its canonical
+
+
+def test_feed_author_stands_in_for_the_byline_search() -> None:
+    """<meta> author first; then the feed item's author; the markup's byline only when neither has one."""
+    page = f"""<html><head><title>Nota</title></head><body><article><h1>Nota</h1>
+      <div class="author">Por Martín Esquivel Ríos</div>{BODY}</article></body></html>""".encode()
+    assert extract_article(page, "https://diario.example/n.html", author_hint="Ana Beltrán").author == "Ana Beltrán"
+    assert "Martín Esquivel Ríos" in extract_article(page, "https://diario.example/n.html").author
+    with_meta = page.replace(b"<title>", b'<meta name="author" content="Rosa Medina Flores"><title>')
+    assert extract_article(with_meta, "https://diario.example/n.html", author_hint="Ana Beltrán").author == "Rosa Medina Flores"
