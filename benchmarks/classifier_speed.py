@@ -1,7 +1,8 @@
 """Benchmark: articles/second through the classifier (the `monitor score` path) vs a bare fp32 transformers loop.
 
 Both sides score the SAME passages with the SAME trained model in the same run:
-- ours: TransformerClassifier.classify (passage split, batches sorted by length, int8 dynamic quantisation);
+- ours: TransformerClassifier.classify (passage split, relevance cascade, batches sorted by length, the
+  definition's quantisation: fp32 for stigma-v1);
 - bare: the fp32 model, passages in article order, fixed batches of 32, padding to the longest in the batch.
 
 Articles are ~600-word Spanish texts: real news from ../shared/data/news when present, otherwise
@@ -98,13 +99,13 @@ def main() -> None:
         "## Classifier speed (`benchmarks/classifier_speed.py`)\n\n"
         f"{time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} threads on {platform.machine()} (2 cores), model "
         f"{ours.model_version}. Ours: `monitor score`'s path (passage split, relevance cascade, length-sorted\n"
-        "batches, int8 attention/intermediate layers). Bare: a plain transformers fp32 loop over the SAME model and ALL\n"
+        f"batches, quantisation: {ours.quantize or 'none'}). Bare: a plain transformers fp32 loop over the SAME model and ALL\n"
         "the same passages (article order, batches of 32). Same run, same process.\n\n"
         "| articles | size | passages | ours (art/s) | bare fp32 (art/s) | ratio | flagged |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         "Most of the gain on real news is the cascade (passages naming no defender, NGO, journalist, collective or\n"
         "oversight body are never sent to the model); on articles about defenders nearly every passage is scored\n"
-        "and the gain is int8 plus length-sorted batching.\n"
+        "and the gain is length-sorted batching (less padding).\n"
     )
     write_section(Path(args.out), "## Classifier speed", section)
 

@@ -223,3 +223,15 @@ def test_unknown_classifier_lists_available() -> None:
     result = CliRunner().invoke(cli, ["--classifier", "nope", "score", "-"], input="")
     assert result.exit_code == 1
     assert "no classifier definition here (available: keyword-baseline, stigma-v1)" in result.output
+
+
+def test_a_passage_scores_the_same_whatever_its_batch(tiny_trained: Path) -> None:
+    """Evidence needs one score per text: batch-mates and padding must not move it (why int8 is off)."""
+    spec = load_spec("stigma-v1")
+    assert spec.quantize in (None, "none")
+    clf = load_classifier("stigma-v1", model_dir=tiny_trained)
+    texts = ["Los activistas del colectivo son agentes extranjeros pagados desde fuera, dijo el gobernador.",
+             "Breve.", "La CIDH presentó su informe anual sobre la situación de las personas defensoras " * 4]
+    together = [r["stigmatising"] for r in clf.score_texts(texts)]
+    alone = [clf.score_texts([t])[0]["stigmatising"] for t in texts]
+    assert together == pytest.approx(alone, abs=1e-5)   # fp32: only rounding-level differences

@@ -1,4 +1,4 @@
-"""Inference with the fine-tuned stigma model: passages, batching by length, int8 on CPU."""
+"""Inference with the fine-tuned stigma model: passages, batching by length, optional int8 on CPU."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def model_version(directory: Path, spec: ClassifierSpec) -> str:
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation of the encoder's attention and intermediate Linear layers.
+
+    Off for stigma-v1: the activation scale is computed per input tensor, so a passage's score
+    depends on the other passages of its batch (up to 0.47 on dev; docs/classifier.md).
 
     The feed-forward OUTPUT projections and the head stay fp32: quantising them per-tensor
     flipped 10 % of dev-set decisions (outlier activations, worst in layer 4), while attention +
