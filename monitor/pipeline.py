@@ -294,7 +294,7 @@ def _fetch_and_process(fetcher: Fetcher, url: str, pool: Any, warc_software: str
     if pool is None:
         return fetched, pageworker.process_page(fetched, warc_software, author_hint=author)
     try:
-        return fetched, pool.submit(pageworker.process_page, fetched, warc_software, True, author).result()
+        return fetched, pool.submit(pageworker.process_page, fetched, warc_software, author_hint=author).result()
     except BrokenProcessPool:  # a worker died (killed, out of memory): this page is done here instead
         LOGGER.warning("extraction worker died; extracting %s in the crawler process", url)
         pageworker.discard_pool(pool)  # the next crawl starts fresh workers

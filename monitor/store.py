@@ -1031,14 +1031,19 @@ def review_agreement(db: sqlite_utils.Database) -> dict[str, int]:
     return {"double_reviewed": row[0], "disagreements": row[1]}
 
 
+def not_rejected(article_column: str) -> str:
+    """SQL condition: the article's latest review is not a rejection (reviewers can take a flag back)."""
+    return (f"coalesce((SELECT r.decision FROM reviews r WHERE r.article_id = {article_column} "
+            "ORDER BY r.id DESC LIMIT 1), '') != 'reject'")
+
+
 # Flags that count for analysts: the latest verdict is stigmatising and no reviewer rejected it.
 # Also the FROM/WHERE of the analysts' canned queries (monitor/serve.py): one definition.
-COUNTED_FLAGS = """
+COUNTED_FLAGS = f"""
     FROM classifications c JOIN articles a ON a.id = c.article_id LEFT JOIN outlets o ON o.id = a.outlet_id
     WHERE c.stigmatising = 1
       AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = c.article_id)
-      AND coalesce((SELECT r.decision FROM reviews r WHERE r.article_id = c.article_id ORDER BY r.id DESC LIMIT 1), '')
-          != 'reject'
+      AND {not_rejected("c.article_id")}
 """
 _DAY = "substr(coalesce(a.published, a.first_seen_at), 1, 10)"
 
@@ -1219,8 +1224,7 @@ def flagged_passages_after(db: sqlite_utils.Database, after_id: int, limit: int 
         LEFT JOIN outlets o ON o.id = a.outlet_id
         WHERE p.id > ?
           AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = p.article_id)
-          AND coalesce((SELECT r.decision FROM reviews r WHERE r.article_id = p.article_id ORDER BY r.id DESC LIMIT 1),
-                       '') != 'reject'
+          AND {not_rejected("p.article_id")}
         ORDER BY p.id {f'LIMIT {int(limit)}' if limit else ''}
         """, [int(after_id)]))
 
@@ -1327,12 +1331,6 @@ def add_campaign_members(db: sqlite_utils.Database, campaign_id: int, members: l
         [(campaign_id, m["passage_id"], m["article_id"], m["outlet_id"], m["at"], m["link"], m.get("similarity"), now)
          for m in members])
     return db.conn.total_changes - before
-
-
-def not_rejected(article_column: str) -> str:
-    """SQL condition: the article's latest review is not a rejection (reviewers can take a flag back)."""
-    return (f"coalesce((SELECT r.decision FROM reviews r WHERE r.article_id = {article_column} "
-            "ORDER BY r.id DESC LIMIT 1), '') != 'reject'")
 
 
 def campaign_member_rows(db: sqlite_utils.Database, campaign_id: int) -> list[dict[str, Any]]:

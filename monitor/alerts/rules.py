@@ -163,7 +163,8 @@ def generate(db: sqlite_utils.Database, settings: AlertingSettings, generic: Ite
                 alerts: Iterable[dict[str, Any]] = (
                     campaign_alert(rule, c, store.campaign_member_rows(db, c["id"]), settings, dbname)
                     for c in campaigns
-                    if c["status"] != "dismissed" and c["n_outlets"] >= rule.min_outlets and (c["burst_score"] or 0) >= rule.min_burst
+                    if c["status"] != "dismissed"
+                    and c["n_outlets"] >= rule.min_outlets and (c["burst_score"] or 0) >= rule.min_burst
                     and targets_match(rule, json.loads(c["targets"] or "[]") or [c["target"] or ""], generic_set)
                     and not store.alert_exists(db, f"{rule.id}:{c['key']}"))
             elif rule.when == "confirmed_item":
