@@ -400,7 +400,7 @@ def evaluate(obj: Context, data_file: str, model_dir: str | None, report: str | 
     """
     from .classifier.data import load_examples
     from .classifier.evaluate import evaluate as run_evaluation
-    from .classifier.evaluate import markdown_report
+    from .classifier.evaluate import markdown_report, record_evaluation
 
     classifier = obj.classifier(model_dir=model_dir)
     if fp32 and hasattr(classifier, "quantize") and classifier.quantize != "none":
@@ -408,6 +408,12 @@ def evaluate(obj: Context, data_file: str, model_dir: str | None, report: str | 
 
         classifier = TransformerClassifier(classifier.spec, classifier.weights, quantize="none")
     result = run_evaluation(classifier, load_examples([data_file]))
+    weights = getattr(classifier, "weights", None)
+    if isinstance(weights, Path) and weights.is_dir():
+        try:
+            record_evaluation(weights, result, data_file, dict(classifier.spec.thresholds))
+        except OSError as e:  # a read-only model directory: the figures are still printed
+            click.echo(f"warning: could not record the evaluation next to the weights: {e}", err=True)
     if report:
         Path(report).write_text(markdown_report(result, Path(data_file).name), encoding="utf-8")
     shown = {k: v for k, v in result.items() if k != "errors"}
@@ -466,6 +472,8 @@ def model_info(obj: Context) -> None:
     card_path = spec.trained_dir() / "card.json"
     info: dict[str, Any] = {"classifier": spec.name, "kind": spec.kind, "weights": str(spec.trained_dir())}
     info["card"] = json.loads(card_path.read_text()) if card_path.is_file() else None
+    evaluations = spec.trained_dir() / "evaluations.json"
+    info["evaluations"] = json.loads(evaluations.read_text()) if evaluations.is_file() else {}
     click.echo(json.dumps(info, indent=2, ensure_ascii=False))
 
 

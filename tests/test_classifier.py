@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -235,3 +236,21 @@ def test_a_passage_scores_the_same_whatever_its_batch(tiny_trained: Path) -> Non
     together = [r["stigmatising"] for r in clf.score_texts(texts)]
     alone = [clf.score_texts([t])[0]["stigmatising"] for t in texts]
     assert together == pytest.approx(alone, abs=1e-5)   # fp32: only rounding-level differences
+
+
+def test_evaluate_cli_records_metrics_next_to_the_weights(tiny_trained: Path, tmp_path: Path) -> None:
+    """The model card's metrics: evaluations.json beside card.json, without changing the model version."""
+    before = load_classifier("stigma-v1", model_dir=tiny_trained).model_version
+    data = tmp_path / "eval.jsonl"
+    rows = [json.loads(l) for l in (DATA / "neg_counter_speech.jsonl").read_text().splitlines()[:4]]
+    rows += [json.loads(l) for l in (DATA / "pos_gendered_oversight.jsonl").read_text().splitlines()[:4]]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["evaluate", "--data", str(data), "--model", str(tiny_trained)])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    recorded = json.loads((tiny_trained / "evaluations.json").read_text())
+    entry = recorded[hashlib.sha256(data.read_bytes()).hexdigest()]
+    assert entry["data"] == "eval.jsonl" and entry["n"] == 8
+    assert entry["flag"]["f1"] == printed["flag"]["f1"] and entry["category_macro_f1"] == printed["category_macro_f1"]
+    assert entry["thresholds"]["stigmatising"] == load_spec("stigma-v1").threshold("stigmatising", 0)
+    assert load_classifier("stigma-v1", model_dir=tiny_trained).model_version == before

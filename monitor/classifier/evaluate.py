@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from .data import Example
+from .data import Example, data_hash
 from .registry import CATEGORIES
 
 
@@ -71,6 +75,36 @@ def evaluate(classifier: Any, examples: list[Example], category_threshold: float
         "misclassified": [x["id"] for x in errors if x["gold"] != x["predicted"]],
         "errors": errors,
     }
+
+
+EVALUATIONS_FILE = "evaluations.json"
+
+
+def record_evaluation(weights_dir: Path, result: dict[str, Any], data_file: str | Path,
+                      thresholds: dict[str, float]) -> Path:
+    """Keep the metrics of an evaluation next to the weights, beside the model card.
+
+    ``card.json`` says how the model was built and is part of its version, so it is never
+    rewritten; ``evaluations.json`` holds the latest result per evaluation file (keyed by the
+    file's SHA-256), with the quantisation and thresholds it was measured under.
+    """
+    path = Path(weights_dir) / EVALUATIONS_FILE
+    try:
+        records = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        records = {}
+    records[data_hash([data_file])] = {
+        "data": Path(data_file).name, "n": result["n"],
+        "evaluated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model_version": result["model"]["version"], "quantize": result["model"]["quantize"],
+        "thresholds": thresholds, "flag": {k: result["flag"][k] for k in ("precision", "recall", "f1")},
+        "category_macro_f1": result["category_macro_f1"], "voice_accuracy": result["voice_accuracy"],
+        "counter_speech_fpr": result["counter_speech_fpr"],
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def markdown_report(result: dict[str, Any], data_name: str) -> str:
