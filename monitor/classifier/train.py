@@ -21,6 +21,7 @@ from torch import nn
 from .. import __version__
 from ..errors import DataError
 from .data import Example, data_hash, load_examples
+from .realdata import load_real_labels
 from .model import Labels, StigmaModel
 from .registry import ClassifierSpec, load_encoder, load_tokenizer, resolve_base
 
@@ -45,6 +46,10 @@ class TrainingArgs:
     loss_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.5, 0.5)  # stig, relevance, categories, voice
     counter_weight: float = 1.0      # weight of counter-speech rows in the stigmatising loss (the classic false positive)
     offtopic_weight: float = 1.0     # weight of rows not about defenders in the stigmatising loss
+    real_weight: float = 1.0         # weight of every loss term for passages of real text (vs invented ones)
+    real_positive_weight: float = 1.0  # extra weight of real stigmatising passages in the stigmatising loss (rare: ~7 %)
+    cache_frozen: bool = True        # with frozen embeddings and bottom layers: compute them once, train the top
+    real_splits: tuple[str, ...] = ("train",)  # ("train-fit",) holds the calibration fold back (choosing settings)
 
     @classmethod
     def from_spec(cls, spec: ClassifierSpec, **overrides: Any) -> "TrainingArgs":
@@ -54,6 +59,8 @@ class TrainingArgs:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "loss_weights" in values:
             values["loss_weights"] = tuple(values["loss_weights"])
+        if "real_splits" in values:
+            values["real_splits"] = tuple(values["real_splits"])
         return cls(**values)
 
 
@@ -99,9 +106,62 @@ def _batches(examples: list[Example], batch_size: int, rng: random.Random) -> li
     return batches
 
 
+def _loss(logits: torch.Tensor, batch: list[Example], labels: Labels, args: TrainingArgs,
+          real_ids: frozenset[str]) -> torch.Tensor:
+    """The multi-task loss: weighted stigmatising BCE, relevance BCE, categories on positives, voice CE."""
+    y = _targets(batch, labels)
+    n_cat = len(labels.categories)
+    w_stig, w_rel, w_cat, w_voice = args.loss_weights
+    src_w = torch.tensor([args.real_weight if e.id in real_ids else 1.0 for e in batch])
+    row_w = src_w * torch.tensor([args.counter_weight if e.voice == "counter" else
+                                  (args.offtopic_weight if not e.about_defenders and not e.stigmatising else
+                                   (args.real_positive_weight if e.stigmatising and e.id in real_ids else 1.0))
+                                  for e in batch])
+    stig_loss = (nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y["stig"], reduction="none")
+                 * row_w).sum() / row_w.sum()
+    rel_loss = (nn.functional.binary_cross_entropy_with_logits(logits[:, 1], y["rel"], reduction="none")
+                * src_w).sum() / src_w.sum()
+    voice_loss = (nn.functional.cross_entropy(logits[:, 2 + n_cat:], y["voice"], reduction="none")
+                  * src_w).sum() / src_w.sum()
+    return (w_stig * stig_loss + w_rel * rel_loss
+            + w_cat * _category_loss(logits[:, 2:2 + n_cat], y["cats"], y["stig"]) + w_voice * voice_loss)
+
+
+def _cache_bottom(model: StigmaModel, tokenizer: Any, spec: ClassifierSpec, examples: list[Example],
+                  args: TrainingArgs, progress: ProgressFn | None) -> list[torch.Tensor]:
+    """Run the frozen embeddings and bottom layers once per example; keep each output (fp32, unpadded)."""
+    from .split_encoder import forward_bottom
+
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].text))
+    cached: list[torch.Tensor | None] = [None] * len(examples)
+    model.eval()
+    for start in range(0, len(order), 32):
+        idx = order[start:start + 32]
+        enc = tokenizer([spec.input_prefix + examples[i].text for i in idx], padding=True, truncation=True,
+                        max_length=args.max_length, return_tensors="pt")
+        hidden = forward_bottom(model.encoder, enc["input_ids"], enc["attention_mask"], args.freeze_layers)
+        lengths = enc["attention_mask"].sum(1).tolist()
+        for row, i in enumerate(idx):
+            cached[i] = hidden[row, : lengths[row]].clone()
+        if progress:
+            progress(min(start + 32, len(order)), len(order), float("nan"))
+    return [c for c in cached if c is not None]
+
+
+def _padded(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(s.shape[0] for s in states)
+    hidden = torch.zeros(len(states), longest, states[0].shape[1])
+    mask = torch.zeros(len(states), longest, dtype=torch.long)
+    for i, s in enumerate(states):
+        hidden[i, : s.shape[0]] = s
+        mask[i, : s.shape[0]] = 1
+    return hidden, mask
+
+
 def train_model(spec: ClassifierSpec, data_files: list[str | Path], out_dir: str | Path,
                 base: str | None = None, extra: list[Example] | None = None,
-                args: TrainingArgs | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
+                args: TrainingArgs | None = None, progress: ProgressFn | None = None,
+                real_files: list[str | Path] | None = None, sources: str | Path | None = None) -> dict[str, Any]:
     """Fine-tune ``base`` (default: the definition's base model) and save model + card to ``out_dir``.
 
     Writes into ``out_dir.partial`` and renames at the end, so an interrupted run never leaves a
@@ -112,7 +172,10 @@ def train_model(spec: ClassifierSpec, data_files: list[str | Path], out_dir: str
         ModelError: base model cannot be resolved.
     """
     args = args or TrainingArgs.from_spec(spec)
-    examples = load_examples(list(data_files)) + list(extra or [])
+    real_files = list(spec.real_training_files() if real_files is None else real_files)
+    real = [r.example for r in load_real_labels(real_files, sources, splits=args.real_splits)] if real_files else []
+    real_ids = frozenset(e.id for e in real)
+    examples = load_examples(list(data_files)) + real + list(extra or [])
     if len({e.stigmatising for e in examples}) < 2:
         raise DataError("training needs both stigmatising and non-stigmatising examples")
     _seed_everything(args.seed)
@@ -139,25 +202,24 @@ def train_model(spec: ClassifierSpec, data_files: list[str | Path], out_dir: str
     warmup = max(1, int(total * args.warmup_fraction))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
-    bce, ce = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss()
-    w_stig, w_rel, w_cat, w_voice = args.loss_weights
-    n_cat = len(labels.categories)
+    use_cache = args.cache_frozen and args.freeze_embeddings and args.freeze_layers > 0
+    cached = _cache_bottom(model, tokenizer, spec, examples, args, progress) if use_cache else None
+    index = {id(e): i for i, e in enumerate(examples)}
     model.train()
     step, started, losses = 0, time.monotonic(), []
     for _epoch in range(args.epochs):
         for batch in _batches(examples, args.batch_size, rng):
-            enc = tokenizer([spec.input_prefix + e.text for e in batch], padding=True, truncation=True,
-                            max_length=args.max_length, return_tensors="pt")
-            y = _targets(batch, labels)
-            logits = model(enc["input_ids"], enc["attention_mask"])
-            row_w = torch.tensor([args.counter_weight if e.voice == "counter" else
-                                  (args.offtopic_weight if not e.about_defenders and not e.stigmatising else 1.0)
-                                  for e in batch])
-            stig_loss = (nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y["stig"], reduction="none")
-                         * row_w).sum() / row_w.sum()
-            loss = (w_stig * stig_loss + w_rel * bce(logits[:, 1], y["rel"])
-                    + w_cat * _category_loss(logits[:, 2:2 + n_cat], y["cats"], y["stig"])
-                    + w_voice * ce(logits[:, 2 + n_cat:], y["voice"]))
+            if cached is not None:
+                from .split_encoder import forward_top, mean_pool
+
+                hidden, mask = _padded([cached[index[id(e)]] for e in batch])
+                pooled = mean_pool(forward_top(model.encoder, hidden, mask, args.freeze_layers), mask)
+                logits = model.head(model.dropout(pooled))
+            else:
+                enc = tokenizer([spec.input_prefix + e.text for e in batch], padding=True, truncation=True,
+                                max_length=args.max_length, return_tensors="pt")
+                logits = model(enc["input_ids"], enc["attention_mask"])
+            loss = _loss(logits, batch, labels, args, real_ids)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -172,13 +234,13 @@ def train_model(spec: ClassifierSpec, data_files: list[str | Path], out_dir: str
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp, tokenizer)
-    files = [str(p) for p in data_files]
+    files = [str(p) for p in data_files] + [str(p) for p in real_files]
     card = {
         "classifier": spec.name, "definition_version": spec.version, "base_model": base or spec.base_model,
         "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "tool_version": __version__,
         "torch_version": torch.__version__, "data_files": [Path(f).name for f in files],
         "data_sha256": data_hash(files) if files else None, "examples": len(examples),
-        "examples_from_reviews": len(extra or []), "training_args": asdict(args),
+        "examples_real": len(real), "examples_from_reviews": len(extra or []), "training_args": asdict(args),
         "steps": step, "seconds": round(time.monotonic() - started, 1),
         "final_loss": round(sum(losses[-20:]) / max(1, len(losses[-20:])), 4),
         "labels": labels.to_json(),

@@ -25,8 +25,13 @@ MAX_TEXT_CHARS = 200_000  # longer texts are scored on their first 200k characte
 def model_version(directory: Path, spec: ClassifierSpec) -> str:
     """Version string: the definition's version plus a short hash of the head and card.
 
-    Two different trainings never share a version, so their classifications never collide.
+    Two different trainings never share a version, so their classifications never collide. A
+    shipped model's version (``shipped.json``, written at assembly) hashes the committed weights
+    and the definition instead, so every install prints the same one.
     """
+    stamp = directory / "shipped.json"
+    if stamp.is_file():
+        return str(json.loads(stamp.read_text())["version"])
     h = hashlib.sha256()
     for name in ("head.safetensors", "labels.json", "card.json"):
         p = directory / name
@@ -39,11 +44,11 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation of the encoder's attention and intermediate Linear layers.
 
     Off for stigma-v1: the activation scale is computed per input tensor, so a passage's score
-    depends on the other passages of its batch (up to 0.47 on dev; docs/classifier.md).
+    depends on the other passages of its batch (up to 0.47 on dev; docs/classifier-v1.md).
 
     The feed-forward OUTPUT projections and the head stay fp32: quantising them per-tensor
     flipped 10 % of dev-set decisions (outlier activations, worst in layer 4), while attention +
-    intermediate alone agree with fp32 on 99.5 % (docs/classifier.md). torch marks its quantised
+    intermediate alone agree with fp32 on 99.5 % (docs/classifier-v1.md). torch marks its quantised
     tensor constructors deprecated (pytorch#184982) but ships them in 2.13; the warning is
     silenced here, where we choose to use them, and nowhere else.
     """
