@@ -2,7 +2,7 @@
 
 Both sides score the SAME passages with the SAME trained model in the same run:
 - ours: TransformerClassifier.classify (passage split, relevance cascade, batches sorted by length, the
-  definition's quantisation: fp32 for stigma-v1);
+  definition's quantisation: fp32 for stigma-v1 and stigma-v2);
 - bare: the fp32 model, passages in article order, fixed batches of 32, padding to the longest in the batch.
 
 Articles are ~600-word Spanish texts: real news from ../shared/data/news when present, otherwise
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.doc import write_section  # noqa: E402
-from monitor.classifier.registry import load_classifier, load_spec, load_stigma_model  # noqa: E402
+from monitor.classifier.registry import load_classifier, load_spec, load_stigma_model, resolve_weights  # noqa: E402
 
 NEWS = ROOT.parent / "shared" / "data" / "news" / "spanish_news_2018.jsonl"
 
@@ -71,12 +71,13 @@ def bare_fp32(model_dir: Path, passages: list[str], prefix: str, max_length: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=48)
-    parser.add_argument("--model", help="trained model directory (default: the stigma-v1 artefact)")
+    parser.add_argument("--model", help="trained model directory (default: the classifier's own weights)")
+    parser.add_argument("--classifier", default="stigma-v2")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    spec = load_spec("stigma-v1")
-    model_dir = Path(args.model) if args.model else spec.trained_dir()
-    ours = load_classifier("stigma-v1", model_dir=model_dir)
+    spec = load_spec(args.classifier)
+    model_dir = Path(args.model) if args.model else Path(resolve_weights(spec))
+    ours = load_classifier(args.classifier, model_dir=model_dir)
     rows = []
     for kind in ("news", "labelled"):
         texts, source = articles(args.articles, source=kind)

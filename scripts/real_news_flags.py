@@ -26,12 +26,13 @@ NEWS = ROOT.parent / "shared" / "data" / "news" / "spanish_news_2018.jsonl"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")
+    parser.add_argument("--classifier", default="stigma-v2")
     parser.add_argument("--threshold", type=float, help="override the stigmatising threshold")
     args = parser.parse_args()
     if not NEWS.is_file():
         sys.exit(f"{NEWS} not found")
     rows = [json.loads(l) for l in NEWS.read_text().splitlines()]
-    clf = load_classifier("stigma-v1", model_dir=args.model)
+    clf = load_classifier(args.classifier, model_dir=args.model)
     if args.threshold is not None:
         clf.spec = replace(clf.spec, thresholds={**clf.spec.thresholds, "stigmatising": args.threshold})
     start = time.perf_counter()

@@ -281,9 +281,9 @@ def test_e5_passage_embeddings_put_paraphrases_together_and_unrelated_smears_apa
     from monitor.errors import ModelError
 
     try:
-        classifier = load_classifier("stigma-v1")
+        classifier = load_classifier("stigma-v2")
     except ModelError as e:
-        pytest.skip(f"trained stigma-v1 model not available: {e}")
+        pytest.skip(f"shipped stigma-v2 model not available: {e}")
     texts = [smear for *_, smear in CAMPAIGN + UNRELATED]
     vectors = np.stack([campaigns._vector(r["embedding"]) for r in classifier.score_texts(texts)])
     cos = vectors @ vectors.T

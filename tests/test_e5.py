@@ -60,7 +60,7 @@ def test_e5_end_to_end_train_load_score(e5_dir: Path, tmp_path: Path) -> None:
     train_model(spec, [data], out, base=str(e5_dir), args=TrainingArgs(epochs=1, batch_size=6, max_length=64))
     article = ("Primera parte de la nota sobre el informe anual de seguridad en el estado de Guerrero.\n"
                "El general Raúl Ortega aseguró que los abogados del Centro Prodh defienden a delincuentes.")
-    result = CliRunner().invoke(cli, ["score", "--model", str(out), "-"],
+    result = CliRunner().invoke(cli, ["--classifier", "stigma-v1", "score", "--model", str(out), "-"],
                                 input=json.dumps({"id": "a1", "text": article}) + "\n")
     assert result.exit_code == 0, result.output
     line = json.loads(result.stdout)
