@@ -1,4 +1,4 @@
-"""Slow: the trained default model against the acceptance floors (dev set) and on real news.
+"""Slow: the shipped default model (stigma-v2) against its floors: dev set, real-dev, real news.
 
 Run by `make test` (CI) after `monitor model prepare`; skipped by `make test-fast`.
 """
@@ -17,15 +17,12 @@ from monitor.classifier.registry import load_classifier, load_spec
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-FLOORS = json.loads((ROOT / "classifiers" / "stigma-v1" / "floors.json").read_text())
+FLOORS = json.loads((ROOT / "classifiers" / "stigma-v2" / "floors.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def trained() -> object:
-    spec = load_spec("stigma-v1")
-    if not (spec.trained_dir() / "card.json").is_file():
-        pytest.fail(f"no trained model at {spec.trained_dir()}: run `make model` (monitor model prepare) first")
-    return load_classifier("stigma-v1")
+    return load_classifier("stigma-v2")  # the shipped weights, assembled onto the converted base
 
 
 @pytest.mark.skipif(not (SHARED / "eval" / "dev.jsonl").is_file(), reason="../shared/eval is not present")
@@ -44,3 +41,15 @@ def test_real_news_flag_rate(trained) -> None:
     texts = [r["text"] for r in rows]
     flagged = sum(r.stigmatising for r in trained.classify(texts))
     assert flagged / len(texts) <= FLOORS["real_news_flag_rate_max"], f"{flagged}/{len(texts)}"
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "news" / "mananeras").is_dir(), reason="../shared/data/news is not present")
+def test_real_dev_meets_floors(trained) -> None:
+    from monitor.classifier.realeval import evaluate_real
+
+    result = evaluate_real(trained, load_spec("stigma-v2").real_eval_files(), SHARED / "data" / "news")
+    speech = result["sources"]["mananeras"]
+    assert speech["documents"]["precision"] >= FLOORS["real_dev_speech_doc_precision"], speech["documents"]
+    assert speech["documents"]["recall"] >= FLOORS["real_dev_speech_doc_recall"], speech["documents"]
+    assert speech["passages"]["category_macro_f1"] >= FLOORS["real_dev_speech_category_macro_f1"]
+    assert result["news_flag_rate"] <= FLOORS["real_dev_news_flag_rate_max"], result["news_flag_rate"]

@@ -92,8 +92,9 @@ def test_version_follows_weights_and_definition_not_time(tiny_base_dir: Path, tm
     export(tmp_path / "t", spec.shipped_dir(), 1)
     before = shipped_version(spec)
     assert shipped_version(load_spec(spec_dir)) == before
-    text = (spec_dir / "classifier.yaml").read_text().replace("stigmatising: 0.7", "stigmatising: 0.8")
-    (spec_dir / "classifier.yaml").write_text(text)
+    definition = yaml.safe_load((spec_dir / "classifier.yaml").read_text())
+    definition["thresholds"]["stigmatising"] = round(definition["thresholds"]["stigmatising"] - 0.05, 2)
+    (spec_dir / "classifier.yaml").write_text(yaml.safe_dump(definition, allow_unicode=True))
     assert shipped_version(load_spec(spec_dir)) != before  # a threshold is part of the version
     shutil.rmtree(spec.shipped_dir())
 
