@@ -215,7 +215,8 @@ def test_evaluate_reports_all_metrics(tiny_trained: Path) -> None:
 
 def test_missing_trained_model_says_how_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONITOR_MODELS", str(tmp_path))
-    result = CliRunner().invoke(cli, ["score", "-"], input='{"id": 1, "text": "hola"}\n')
+    # stigma-v1 is trained locally (stigma-v2 ships its weights and is assembled on first use)
+    result = CliRunner().invoke(cli, ["--classifier", "stigma-v1", "score", "-"], input='{"id": 1, "text": "hola"}\n')
     assert result.exit_code == 1
     assert "has no trained weights" in result.output and "monitor model prepare" in result.output
 
@@ -223,7 +224,7 @@ def test_missing_trained_model_says_how_to_build_it(tmp_path: Path, monkeypatch:
 def test_unknown_classifier_lists_available() -> None:
     result = CliRunner().invoke(cli, ["--classifier", "nope", "score", "-"], input="")
     assert result.exit_code == 1
-    assert "no classifier definition here (available: keyword-baseline, stigma-v1)" in result.output
+    assert "no classifier definition here (available: keyword-baseline, stigma-v1, stigma-v2)" in result.output
 
 
 def test_a_passage_scores_the_same_whatever_its_batch(tiny_trained: Path) -> None:
@@ -245,7 +246,8 @@ def test_evaluate_cli_records_metrics_next_to_the_weights(tiny_trained: Path, tm
     rows = [json.loads(l) for l in (DATA / "neg_counter_speech.jsonl").read_text().splitlines()[:4]]
     rows += [json.loads(l) for l in (DATA / "pos_gendered_oversight.jsonl").read_text().splitlines()[:4]]
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["evaluate", "--data", str(data), "--model", str(tiny_trained)])
+    result = CliRunner().invoke(cli, ["--classifier", "stigma-v1", "evaluate", "--data", str(data),
+                                      "--model", str(tiny_trained)])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     recorded = json.loads((tiny_trained / "evaluations.json").read_text())
