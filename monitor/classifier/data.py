@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import DataError
 from .registry import CATEGORIES, VOICES
@@ -25,17 +27,12 @@ class Example:
     about_defenders: int
 
 
-def load_examples(paths: list[str | Path]) -> list[Example]:
-    """Load labelled examples from JSONL files.
+def json_objects(paths: list[str | Path], problems: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``("file:line", object)`` for each JSON-object line of the files; append what is wrong to ``problems``.
 
-    ``about_defenders`` is optional (defaults to 1 for stigmatising/counter items, else 0).
-
-    Raises:
-        DataError: listing every bad line (file:line: reason), e.g. invalid JSON or an unknown category.
+    A missing or non-UTF-8 file, invalid JSON or a line that is not an object is recorded as
+    ``file[:line]: reason`` and skipped, so a caller can report every problem at once.
     """
-    problems: list[str] = []
-    out: list[Example] = []
-    seen: dict[str, str] = {}
     for path in paths:
         p = Path(path)
         try:
@@ -58,34 +55,49 @@ def load_examples(paths: list[str | Path]) -> list[Example]:
             if not isinstance(r, dict):
                 problems.append(f"{where}: expected a JSON object")
                 continue
-            missing = [k for k in ("id", "text", "stigmatising") if k not in r]
-            if missing:
-                problems.append(f"{where}: missing key(s) {', '.join(missing)}")
-                continue
-            cats = r.get("categories") or []
-            bad = [c for c in cats if c not in CATEGORIES]
-            if bad:
-                problems.append(f"{where}: unknown category {', '.join(map(repr, bad))} (known: {', '.join(CATEGORIES)})")
-            voice = r.get("voice", "none")
-            if voice not in VOICES:
-                problems.append(f"{where}: unknown voice {voice!r} (known: {', '.join(VOICES)})")
-            if r["stigmatising"] not in (0, 1, True, False):
-                problems.append(f"{where}: stigmatising must be 0 or 1, got {r['stigmatising']!r}")
-            if not isinstance(r["text"], str) or not r["text"].strip():
-                problems.append(f"{where}: empty text")
-            rid = str(r["id"])
-            if rid in seen:
-                problems.append(f"{where}: duplicate id {rid!r} (first at {seen[rid]})")
-            seen[rid] = where
-            if problems and problems[-1].startswith(where):
-                continue
-            stig = int(r["stigmatising"])
-            about = r.get("about_defenders")
-            out.append(Example(
-                id=rid, text=r["text"], lang=r.get("lang", ""), stigmatising=stig, categories=tuple(cats),
-                voice=voice, targets=tuple(r.get("targets") or ()),
-                about_defenders=int(about) if about is not None else int(stig == 1 or voice == "counter"),
-            ))
+            yield where, r
+
+
+def load_examples(paths: list[str | Path]) -> list[Example]:
+    """Load labelled examples from JSONL files.
+
+    ``about_defenders`` is optional (defaults to 1 for stigmatising/counter items, else 0).
+
+    Raises:
+        DataError: listing every bad line (file:line: reason), e.g. invalid JSON or an unknown category.
+    """
+    problems: list[str] = []
+    out: list[Example] = []
+    seen: dict[str, str] = {}
+    for where, r in json_objects(paths, problems):
+        missing = [k for k in ("id", "text", "stigmatising") if k not in r]
+        if missing:
+            problems.append(f"{where}: missing key(s) {', '.join(missing)}")
+            continue
+        cats = r.get("categories") or []
+        bad = [c for c in cats if c not in CATEGORIES]
+        if bad:
+            problems.append(f"{where}: unknown category {', '.join(map(repr, bad))} (known: {', '.join(CATEGORIES)})")
+        voice = r.get("voice", "none")
+        if voice not in VOICES:
+            problems.append(f"{where}: unknown voice {voice!r} (known: {', '.join(VOICES)})")
+        if r["stigmatising"] not in (0, 1, True, False):
+            problems.append(f"{where}: stigmatising must be 0 or 1, got {r['stigmatising']!r}")
+        if not isinstance(r["text"], str) or not r["text"].strip():
+            problems.append(f"{where}: empty text")
+        rid = str(r["id"])
+        if rid in seen:
+            problems.append(f"{where}: duplicate id {rid!r} (first at {seen[rid]})")
+        seen[rid] = where
+        if problems and problems[-1].startswith(where):
+            continue
+        stig = int(r["stigmatising"])
+        about = r.get("about_defenders")
+        out.append(Example(
+            id=rid, text=r["text"], lang=r.get("lang", ""), stigmatising=stig, categories=tuple(cats),
+            voice=voice, targets=tuple(r.get("targets") or ()),
+            about_defenders=int(about) if about is not None else int(stig == 1 or voice == "counter"),
+        ))
     if problems:
         shown = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
         raise DataError(f"{len(problems)} problem(s) in labelled data:\n" + "\n".join(shown))

@@ -46,6 +46,21 @@ class Labels:
         return cls(tuple(data["categories"]), tuple(data["voices"]))
 
 
+def save_tokenizer(tokenizer: Any, directory: Path) -> None:
+    """Save a tokenizer so that transformers 4.x can read it too.
+
+    transformers 5 writes ``tokenizer_class: TokenizersBackend``, which 4.x cannot load;
+    ``PreTrainedTokenizerFast`` is portable.
+    """
+    tokenizer.save_pretrained(directory)
+    cfg_path = Path(directory) / "tokenizer_config.json"
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("tokenizer_class") == "TokenizersBackend":
+            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+            cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
+
+
 class StigmaModel(nn.Module):
     """Encoder + mean pooling + linear head."""
 
@@ -83,12 +98,6 @@ class StigmaModel(nn.Module):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
-        cfg_path = out / "tokenizer_config.json"
-        if cfg_path.is_file():  # transformers 5 writes a class name 4.x cannot read
-            cfg = json.loads(cfg_path.read_text())
-            if cfg.get("tokenizer_class") == "TokenizersBackend":
-                cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-                cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
+        save_tokenizer(tokenizer, out)
         save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE))
         (out / LABELS_FILE).write_text(json.dumps(self.labels.to_json(), indent=2))

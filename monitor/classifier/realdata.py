@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .data import Example
+from .data import Example, json_objects
 from .registry import CATEGORIES, VOICES
 
 SOURCE_FILES = {
@@ -155,73 +155,55 @@ def load_real_labels(paths: list[str | Path], root: str | Path | None = None,
     problems: list[str] = []
     out: list[RealExample] = []
     seen: dict[tuple[str, str, int, int], str] = {}
-    for path in paths:
-        p = Path(path)
-        try:
-            lines = p.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            problems.append(f"{p}: file not found")
+    for where, r in json_objects(paths, problems):
+        missing = [k for k in _REQUIRED if k not in r]
+        if missing:
+            problems.append(f"{where}: missing key(s) {', '.join(missing)}")
             continue
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{n}"
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(f"{where}: invalid JSON ({e.msg})")
-                continue
-            if not isinstance(r, dict):
-                problems.append(f"{where}: expected a JSON object")
-                continue
-            missing = [k for k in _REQUIRED if k not in r]
-            if missing:
-                problems.append(f"{where}: missing key(s) {', '.join(missing)}")
-                continue
-            line_problems = _check_fields(r)
-            if line_problems:
-                problems += [f"{where}: {m}" for m in line_problems]
-                continue
-            try:
-                docs = load_documents(r["source"], root)
-            except DataError as e:
-                problems.append(f"{where}: {e}")
-                continue
-            doc = docs.get(str(r["doc"]))
-            if doc is None:
-                problems.append(f"{where}: document {r['doc']!r} not in source {r['source']!r}")
-                continue
-            start, end = int(r["start"]), int(r["end"])
-            if not 0 <= start < end <= len(doc.text):
-                problems.append(f"{where}: offsets {start}:{end} outside document {doc.id!r} "
-                                f"({len(doc.text)} characters)")
-                continue
-            text = doc.text[start:end]
-            if passage_sha256(text) != r["sha256"]:
-                problems.append(f"{where}: SHA-256 of {r['source']}/{doc.id}[{start}:{end}] does not match the "
-                                f"label: the local source differs from the one labelled")
-                continue
-            key = (r["source"], doc.id, start, end)
-            if key in seen:
-                problems.append(f"{where}: the same passage is labelled twice (first at {seen[key]})")
-                continue
-            seen[key] = where
-            view = r["split"]
-            if view == "train":
-                view = "calibration" if in_calibration(r["source"], doc.id, doc.date) else "train-fit"
-            if r["split"] not in splits and view not in splits:
-                continue
-            stig = int(r["stigmatising"])
-            voice = r.get("voice") or "none"
-            about = r.get("about_defenders")
-            targets = tuple(r.get("targets") or ()) + tuple(
-                doc.text[a:b] for a, b in (r.get("target_spans") or ()) if 0 <= a < b <= len(doc.text))
-            example = Example(
-                id=f"{r['source']}:{doc.id}:{start}-{end}", text=text, lang="es", stigmatising=stig,
-                categories=tuple(r.get("categories") or ()), voice=voice, targets=targets,
-                about_defenders=int(about) if about is not None else int(stig == 1 or voice == "counter"),
-            )
-            out.append(RealExample(example, r["source"], doc.id, start, end, r["split"], doc.date))
+        line_problems = _check_fields(r)
+        if line_problems:
+            problems += [f"{where}: {m}" for m in line_problems]
+            continue
+        try:
+            docs = load_documents(r["source"], root)
+        except DataError as e:
+            problems.append(f"{where}: {e}")
+            continue
+        doc = docs.get(str(r["doc"]))
+        if doc is None:
+            problems.append(f"{where}: document {r['doc']!r} not in source {r['source']!r}")
+            continue
+        start, end = int(r["start"]), int(r["end"])
+        if not 0 <= start < end <= len(doc.text):
+            problems.append(f"{where}: offsets {start}:{end} outside document {doc.id!r} "
+                            f"({len(doc.text)} characters)")
+            continue
+        text = doc.text[start:end]
+        if passage_sha256(text) != r["sha256"]:
+            problems.append(f"{where}: SHA-256 of {r['source']}/{doc.id}[{start}:{end}] does not match the "
+                            f"label: the local source differs from the one labelled")
+            continue
+        key = (r["source"], doc.id, start, end)
+        if key in seen:
+            problems.append(f"{where}: the same passage is labelled twice (first at {seen[key]})")
+            continue
+        seen[key] = where
+        view = r["split"]
+        if view == "train":
+            view = "calibration" if in_calibration(r["source"], doc.id, doc.date) else "train-fit"
+        if r["split"] not in splits and view not in splits:
+            continue
+        stig = int(r["stigmatising"])
+        voice = r.get("voice") or "none"
+        about = r.get("about_defenders")
+        targets = tuple(r.get("targets") or ()) + tuple(
+            doc.text[a:b] for a, b in (r.get("target_spans") or ()) if 0 <= a < b <= len(doc.text))
+        example = Example(
+            id=f"{r['source']}:{doc.id}:{start}-{end}", text=text, lang="es", stigmatising=stig,
+            categories=tuple(r.get("categories") or ()), voice=voice, targets=targets,
+            about_defenders=int(about) if about is not None else int(stig == 1 or voice == "counter"),
+        )
+        out.append(RealExample(example, r["source"], doc.id, start, end, r["split"], doc.date))
     if problems:
         shown = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
         raise DataError(f"{len(problems)} problem(s) in real-text labels:\n" + "\n".join(shown))

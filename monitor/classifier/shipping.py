@@ -79,6 +79,7 @@ def assemble(spec: Any, base_dir: str | Path, target: str | Path | None = None) 
     import torch
     from safetensors.torch import load_file
 
+    from .model import save_tokenizer
     from .registry import load_encoder, load_tokenizer, models_dir
 
     version = shipped_version(spec)
@@ -103,14 +104,7 @@ def assemble(spec: Any, base_dir: str | Path, target: str | Path | None = None) 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     encoder.save_pretrained(tmp, safe_serialization=True)
-    tokenizer = load_tokenizer(base_dir)
-    tokenizer.save_pretrained(tmp)
-    cfg_path = tmp / "tokenizer_config.json"
-    if cfg_path.is_file():  # transformers 5 writes a class name 4.x cannot read
-        cfg = json.loads(cfg_path.read_text())
-        if cfg.get("tokenizer_class") == "TokenizersBackend":
-            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-            cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
+    save_tokenizer(load_tokenizer(base_dir), tmp)
     for name in ("head.safetensors", "labels.json", "card.json"):
         shutil.copyfile(weights / name, tmp / name)
     (tmp / STAMP).write_text(json.dumps({"version": version, "classifier": spec.name}, indent=2))
