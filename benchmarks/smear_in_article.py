@@ -35,7 +35,7 @@ DEV = ROOT.parent / "shared" / "eval" / "dev.jsonl"
 
 def hosts(spec, min_paragraphs: int = 5) -> list[str]:
     """Real-dev news articles whose labelled passages are all not stigmatising."""
-    rows = load_real_labels(spec.real_eval_files(), splits=("real-dev",))
+    rows = load_real_labels(spec.real_training_files(), splits=("real-dev",))
     bad = {(r.source, r.doc) for r in rows if r.example.stigmatising}
     out = []
     for source in ("news2018", "ljz"):

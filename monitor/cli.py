@@ -373,7 +373,7 @@ def train(obj: Context, data_files: tuple[str, ...], from_db: bool, base: str | 
     Example:
       monitor train --out models/stigma-v2-new
       monitor --db monitor.db train --from-db --out models/stigma-v2-reviewed
-      monitor train --ship            # rebuild the committed weights (about 15 min on 2 cores)
+      monitor train --ship            # rebuild the committed weights (about 20 min on 2 cores)
     """
     from .classifier.registry import load_spec
     from .classifier.train import TrainingArgs, train_model
@@ -390,7 +390,7 @@ def train(obj: Context, data_files: tuple[str, ...], from_db: bool, base: str | 
                                   real_splits=("train-fit",) if hold_out_calibration else None)
     target = Path(out) if out else spec.trained_dir()
     before = None
-    if spec.real_eval_files() and not no_evaluation:
+    if spec.real_training_files() and not no_evaluation:
         try:  # the model in use now, loaded before --ship replaces its weights: the "before" figures
             before = obj.classifier()
         except MonitorError:
@@ -426,14 +426,14 @@ def _real_dev_summary(obj: Context, model_dir: Path, sources: str | None, before
     from .errors import DataError
 
     spec = load_spec(obj.classifier_name)
-    if not spec.real_eval_files():
+    if not spec.real_training_files():
         return
     try:
         if before is not None:
             click.echo("before (the model in use when training started):")
-            click.echo(markdown(evaluate_real(before, spec.real_eval_files(), sources)))
+            click.echo(markdown(evaluate_real(before, spec.real_training_files(), sources)))
         click.echo("after (the new model):")
-        click.echo(markdown(evaluate_real(obj.classifier(model_dir=str(model_dir)), spec.real_eval_files(), sources)))
+        click.echo(markdown(evaluate_real(obj.classifier(model_dir=str(model_dir)), spec.real_training_files(), sources)))
     except DataError as e:
         click.echo(f"real-dev evaluation skipped: {str(e).splitlines()[-1]}", err=True)
 
@@ -467,7 +467,7 @@ def evaluate(obj: Context, data_file: str | None, model_dir: str | None, report:
         from .classifier.registry import load_spec
 
         spec = load_spec(obj.classifier_name)
-        result = evaluate_real(obj.classifier(model_dir=model_dir), spec.real_eval_files(), sources, real_split)
+        result = evaluate_real(obj.classifier(model_dir=model_dir), spec.real_training_files(), sources, real_split)
         if report:
             Path(report).write_text(markdown(result), encoding="utf-8")
         if json_out:

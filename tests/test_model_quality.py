@@ -47,7 +47,7 @@ def test_real_news_flag_rate(trained) -> None:
 def test_real_dev_meets_floors(trained) -> None:
     from monitor.classifier.realeval import evaluate_real
 
-    result = evaluate_real(trained, load_spec("stigma-v2").real_eval_files(), SHARED / "data" / "news")
+    result = evaluate_real(trained, load_spec("stigma-v2").real_training_files(), SHARED / "data" / "news")
     speech = result["sources"]["mananeras"]
     assert speech["documents"]["precision"] >= FLOORS["real_dev_speech_doc_precision"], speech["documents"]
     assert speech["documents"]["recall"] >= FLOORS["real_dev_speech_doc_recall"], speech["documents"]

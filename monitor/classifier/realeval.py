@@ -69,11 +69,9 @@ def evaluate_real(classifier: Any, label_files: list[str | Path], sources: str |
             entry["defender_related_documents"] = _doc_metrics({d: gold[d] for d in related},
                                                                {d: pred[d] for d in related})
         out["sources"][source] = entry
-    news_ids = [(s, f) for s in NEWS_SOURCES if s in out["sources"] for f in [out["sources"][s]["documents"]]]
-    if news_ids:
-        docs_n = sum(f["documents"] for _, f in news_ids)
-        flagged = sum(f["flagged"] for _, f in news_ids)
-        out["news_flag_rate"] = round(flagged / max(1, docs_n), 4)
+    news = [out["sources"][s]["documents"] for s in NEWS_SOURCES if s in out["sources"]]
+    if news:
+        out["news_flag_rate"] = round(sum(d["flagged"] for d in news) / max(1, sum(d["documents"] for d in news)), 4)
     return out
 
 

@@ -107,12 +107,11 @@ class ClassifierSpec:
         return [self.path / f for f in self.training.get("data", [])]
 
     def real_training_files(self) -> list[Path]:
-        """Pointer-label files on real text (``training.real_data``), resolved by :mod:`.realdata`."""
-        return [self.path / f for f in self.training.get("real_data", [])]
+        """Pointer-label files on real text (``training.real_data``), resolved by :mod:`.realdata`.
 
-    def real_eval_files(self) -> list[Path]:
-        """The same label files: their ``real-dev`` lines are the held-out evaluation."""
-        return self.real_training_files()
+        The same files hold the held-out evaluation: their ``real-dev`` lines are never trained on.
+        """
+        return [self.path / f for f in self.training.get("real_data", [])]
 
     def shipped_dir(self) -> Path:
         """Where a shipped classifier keeps its committed weights."""
