@@ -337,7 +337,7 @@ def _page_facts(db: sqlite_utils.Database, entry: dict[str, Any], fetched: Fetch
 
 def classify_pending(db: sqlite_utils.Database, classifier: Classifier, summary: CrawlSummary | None = None,
                      progress: ProgressFn = _no_progress, batch_size: int = 16) -> CrawlSummary:
-    """Classify every stored article that has no classification by this model version."""
+    """Classify every stored article text (first capture and every edit) with no verdict by this model version."""
     summary = summary or CrawlSummary()
     rows = list(store.articles_to_classify(db, classifier.model_id, classifier.model_version))
     for start in range(0, len(rows), batch_size):
@@ -352,7 +352,7 @@ def classify_pending(db: sqlite_utils.Database, classifier: Classifier, summary:
                                      f"article {r['id']}: {type(e).__name__}: {e}")
             continue
         for row, result in zip(batch, results):
-            store.store_classification(db, row["id"], row["text_sha256"], _shift_to_text(result, row))
+            store.store_classification(db, row["id"], row["text_sha256"], _shift_to_text(result, row), row["version_id"])
             summary.classified += 1
             summary.flagged += int(result.stigmatising)
         progress("classify", min(start + batch_size, len(rows)), len(rows))

@@ -1,7 +1,9 @@
 """Re-check recent articles: a changed page becomes a new capture with a diff, a vanished one is marked removed.
 
 Edits and deletions are evidence: an outlet that quietly rewrites or deletes a smear after
-complaints has done something a lawyer needs to show. Old captures are never touched.
+complaints has done something a lawyer needs to show. Old captures are never touched. Every new
+version of the text is classified like the first one (an edit can add a smear as well as remove
+one), then campaigns and alert rules run (``smear_added_by_edit``, ``smear_removed``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
@@ -20,6 +22,10 @@ from .errors import FetchError
 from .evidence.recorder import Evidence
 from .fetch import Fetcher
 from .hostqueue import run_by_host
+
+if TYPE_CHECKING:
+    from .alerts.config import AlertingSettings
+    from .classifier.registry import Classifier
 
 LOGGER = logging.getLogger(__name__)
 GONE = (404, 410)
@@ -37,11 +43,16 @@ class RecheckSummary:
     removed: int = 0
     restored: int = 0
     errors: int = 0
+    classified: int = 0
+    flagged: int = 0
+    campaigns: int = 0
+    alerts: int = 0
 
     def line(self) -> str:
         """The one-line summary printed after a run."""
         return (f"recheck run {self.run_id}: checked {self.checked}; unchanged {self.unchanged}, changed {self.changed}, "
-                f"removed {self.removed}, restored {self.restored}; errors {self.errors}")
+                f"removed {self.removed}, restored {self.restored}; classified {self.classified}, flagged "
+                f"{self.flagged}; alerts {self.alerts}; errors {self.errors}")
 
 
 def text_diff(old: str, new: str) -> str:
@@ -53,8 +64,13 @@ def text_diff(old: str, new: str) -> str:
 
 def recheck(db: sqlite_utils.Database, config: Config, days: int = 7, flagged_days: int = 60, limit: int = 5000,
             fetcher: Fetcher | None = None, should_stop: Callable[[], bool] = lambda: False,
-            schedule_id: str | None = None, progress: Callable[[str, int, int], None] = lambda *a: None) -> RecheckSummary:
-    """Re-fetch articles first seen in the last ``days`` (flagged: ``flagged_days``) and record what changed."""
+            schedule_id: str | None = None, progress: Callable[[str, int, int], None] = lambda *a: None,
+            classifier: Classifier | None = None, alerting: AlertingSettings | None = None) -> RecheckSummary:
+    """Re-fetch articles first seen in the last ``days`` (flagged: ``flagged_days``) and record what changed.
+
+    With a ``classifier``, every new version of a text is classified; with ``alerting`` too,
+    campaigns and alert rules run on the new verdicts and removals, and due alerts are sent.
+    """
     summary = RecheckSummary(run_id=store.start_run(db, "recheck"))
     if schedule_id:
         store.set_run_schedule(db, summary.run_id, schedule_id)
@@ -71,12 +87,33 @@ def recheck(db: sqlite_utils.Database, config: Config, days: int = 7, flagged_da
             _record(db, summary, row, future, evidence)
         if not should_stop():
             evidence.stamp()
+        if classifier is not None:
+            _classify_versions(db, classifier, summary, progress)
+        if alerting is not None:
+            from .pipeline import after_crawl, generic_targets
+
+            after_crawl(db, alerting, summary, generic_targets(classifier))
         status = "stopped" if should_stop() else "ok"
     finally:
-        store.finish_run(db, summary.run_id, status, {"errors": summary.errors})
+        store.finish_run(db, summary.run_id, status, {"errors": summary.errors, "classified": summary.classified,
+                                                       "flagged": summary.flagged, "alerts": summary.alerts})
         if own:
             fetcher.close()
+    if alerting is not None and status == "ok":
+        from .pipeline import deliver_alerts
+
+        deliver_alerts(db, alerting, summary.run_id)
     return summary
+
+
+def _classify_versions(db: sqlite_utils.Database, classifier: Classifier, summary: RecheckSummary,
+                       progress: Callable[[str, int, int], None]) -> None:
+    """Classify the texts still without a verdict by this model (the new versions; a failure is recorded)."""
+    from .pipeline import CrawlSummary, classify_pending
+
+    done = classify_pending(db, classifier, CrawlSummary(run_id=summary.run_id), progress)
+    summary.classified += done.classified
+    summary.flagged += done.flagged
 
 
 def _fetch(fetcher: Fetcher, url: str) -> Any:

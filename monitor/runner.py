@@ -75,16 +75,17 @@ def run_job(schedule_id: str, db: str, feeds: str, schedules: str, classifier: s
     started = time.monotonic()
     LOGGER.info("job %s started", schedule_id, extra={"schedule": schedule_id, "event": "job_started"})
     try:
+        clf = None
+        if schedule.classify:
+            try:
+                clf = _classifier(classifier)
+            except MonitorError as e:  # no model yet: store articles now, `monitor classify` later
+                LOGGER.error("job %s: running without classification: %s", schedule_id, e)
         if schedule.job == "recheck":
             result: Any = recheck(database, config, schedule.days, schedule.flagged_days, schedule.limit,
-                                  should_stop=STOP.is_set, schedule_id=schedule_id)
+                                  should_stop=STOP.is_set, schedule_id=schedule_id, classifier=clf,
+                                  alerting=alerting if clf is not None else None)
         else:
-            clf = None
-            if schedule.classify:
-                try:
-                    clf = _classifier(classifier)
-                except MonitorError as e:  # no model yet: store articles now, `monitor classify` later
-                    LOGGER.error("job %s: crawling without classification: %s", schedule_id, e)
             result = crawl_once(database, config, clf, feeds=schedule.select(config), should_stop=STOP.is_set,
                                 schedule_id=schedule_id, alerting=alerting)
         LOGGER.info("job %s finished: %s", schedule_id, result.line(),

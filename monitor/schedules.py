@@ -36,7 +36,7 @@ class Schedule:
     outlets: tuple[str, ...] = ()      # crawl: feeds of these outlets (empty: all) ...
     sections: tuple[str, ...] = ()     # ... in these sections (empty: all) ...
     tags: tuple[str, ...] = ()         # ... carrying any of these tags, on the outlet or the feed (empty: all)
-    classify: bool = True              # crawl: classify new articles
+    classify: bool = True              # classify new articles (crawl) or new versions of edited ones (recheck)
     days: int = 7                      # recheck: articles first seen in the last N days ...
     flagged_days: int = 60             # ... and flagged articles for longer
     limit: int = 5000                  # recheck: at most this many articles per run
@@ -106,7 +106,7 @@ def parse_schedules(data: Any, source: str) -> list[Schedule]:
         for sec in sections:
             c.choice(sec, f"{where}.sections", SECTIONS)
         if job == "recheck":
-            for key in ("outlets", "sections", "tags", "classify"):
+            for key in ("outlets", "sections", "tags"):
                 if key in s:
                     c.fail(f"{where}.{key}", "applies to crawl schedules only")
         for key in ("jitter_s", "days", "flagged_days", "limit"):

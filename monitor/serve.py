@@ -114,12 +114,15 @@ def metadata(db_name: str) -> dict[str, Any]:
                     "label_column": "title",
                 },
                 "classifications": {
-                    "description": "Every verdict of every model version (never overwritten).",
+                    "description": "Every verdict of every model version on every text of an article (never "
+                                   "overwritten); version_id: the article_versions row of an edit, empty for the "
+                                   "text first captured.",
                     "sort_desc": "score",
                 },
                 "passages": {
-                    "description": "Flagged passages with character offsets into articles.text "
-                                   "(start = -1: the passage is the headline).",
+                    "description": "Flagged passages with character offsets into the text their verdict "
+                                   "classified (articles.text, or article_versions.text for an edit; "
+                                   "start = -1: the passage is the headline).",
                     "facets": ["top_category", "voice", "speaker_is_official"],
                     "sort_desc": "score",
                 },

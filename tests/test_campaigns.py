@@ -248,7 +248,7 @@ def test_alerts_yaml_is_validated_with_every_problem(tmp_path: Path, monkeypatch
                      "min_outlets, paraphrase_cosine, shingle_k, window_hours)",
                      "alerts.base_url: must be http(s), got 'ftp://x'",
                      "alerts.rules[0].when: must be one of new_campaign, official_statement, score_above, confirmed_item, "
-                     "got 'sometimes'",
+                     "smear_added_by_edit, smear_removed, got 'sometimes'",
                      "alerts.rules[1].score: is required for when: score_above",
                      "alerts.rules[1].channels: unknown channel 'nope' (defined: hook, mail)",
                      "alerts.rules[2].section: is not used with when: new_campaign (only with score_above, official_statement)",

@@ -256,3 +256,28 @@ def test_evaluate_cli_records_metrics_next_to_the_weights(tiny_trained: Path, tm
     assert entry["flag"]["f1"] == printed["flag"]["f1"] and entry["category_macro_f1"] == printed["category_macro_f1"]
     assert entry["thresholds"]["stigmatising"] == load_spec("stigma-v1").threshold("stigmatising", 0)
     assert load_classifier("stigma-v1", model_dir=tiny_trained).model_version == before
+
+
+def test_a_columns_kicker_and_headline_are_not_quoted_as_the_smear() -> None:
+    from monitor.classifier.passages import body_start
+
+    body = ("Las supuestas buscadoras no buscan a nadie: son protagonistas pagadas por organizaciones que lucran "
+            "con el dolor ajeno y desestabilizan al gobierno.")
+    text = f"Opinión · Desde la Montaña\n¿Buscadoras o protagonistas?\n{body}"
+    (start, end), = split_passages(text)
+    assert start == 0  # the model still reads the headings with the paragraph ...
+    assert text[body_start(text, start, end):end] == body  # ... but only the paragraph is quoted
+    exclaimed = "¡Son unos delincuentes!\n" + body  # a short sentence is content, not a heading
+    assert body_start(exclaimed, 0, len(exclaimed)) == 0
+    assert body_start(body, 0, len(body)) == 0
+
+
+def test_flagged_passage_offsets_skip_the_kicker_in_a_real_verdict() -> None:
+    classifier = load_classifier(str(Path(__file__).resolve().parents[1] / "classifiers" / "keyword-baseline"))
+    body = ("Los defensores de derechos humanos de esa organización son delincuentes disfrazados de activistas "
+            "que reciben dinero extranjero para desestabilizar al país.")
+    text = f"Opinión · Desde la Montaña\n¿Defensores o delincuentes?\n{body}"
+    result = classifier.classify([text])[0]
+    assert result.stigmatising
+    p = result.passages[0]
+    assert text[p.start:p.end] == p.text == body

@@ -84,3 +84,96 @@ def test_recheck_window(make_server, db_path: Path) -> None:
     with db.conn:
         db.execute("UPDATE articles SET first_seen_at = '2020-01-01T00:00:00.000000Z'")
     assert recheck(db, config, days=7, flagged_days=60).checked == 0
+
+
+SMEAR = ("La organización Tlachinollan y sus supuestos defensores de derechos humanos son delincuentes "
+         "disfrazados de activistas que reciben dinero extranjero para desestabilizar al país.")
+
+
+def test_stealth_edits_every_version_is_classified_and_alerted_once(make_server, db_path: Path, tmp_path: Path) -> None:
+    """A clean article, then a smear edited in, then edited out: three captures, every verdict kept, two alerts."""
+    from monitor.alerts.config import AlertingSettings
+    from monitor.classifier.registry import load_classifier
+    from monitor.evidence.dossier import build_dossier
+    from monitor.evidence.verify import verify_dossier
+
+    classifier = load_classifier(str(Path(__file__).resolve().parents[1] / "classifiers" / "keyword-baseline"))
+    alerting = AlertingSettings()
+    site = make_server()
+    clean = story_text(5)
+    site.add("/n/nota.html", article_html("Reunión en la montaña", clean))
+    feed = site.add("/feed.xml", rss([("n", site.url("/n/nota.html"))]), content_type="application/rss+xml")
+    config = config_for([{"url": feed}])
+    db = store.connect(db_path)
+    first = crawl_once(db, config, classifier, alerting=alerting)
+    assert (first.new_articles, first.flagged) == (1, 0)
+    aid = db.execute("SELECT id FROM articles").fetchone()[0]
+
+    site.add("/n/nota.html", article_html("Reunión en la montaña", clean[:2] + [SMEAR] + clean[2:]))
+    added = recheck(db, config, classifier=classifier, alerting=alerting)
+    assert (added.changed, added.classified, added.flagged) == (1, 1, 1)
+    site.add("/n/nota.html", article_html("Reunión en la montaña", clean))
+    removed = recheck(db, config, classifier=classifier, alerting=alerting)
+    assert (removed.changed, removed.classified, removed.flagged) == (1, 1, 0)
+    again = recheck(db, config, classifier=classifier, alerting=alerting)  # nothing new: no new verdict, no alert
+    assert (again.unchanged, again.classified, again.alerts) == (1, 0, 0)
+
+    assert db.execute("SELECT count(*) FROM captures WHERE article_id = ?", [aid]).fetchone()[0] == 3
+    verdicts = [tuple(r) for r in db.execute(
+        "SELECT version_id IS NOT NULL, stigmatising FROM classifications WHERE article_id = ? ORDER BY id", [aid])]
+    assert verdicts == [(0, 0), (1, 1), (1, 0)]
+    # the article counts as flagged (its worst version), with the flagged version's passage
+    verdict = db.execute("SELECT stigmatising, version_id FROM latest_classifications WHERE article_id = ?", [aid]).fetchone()
+    assert verdict[0] == 1 and verdict[1] is not None
+    detail = store.article_detail(db, aid)
+    assert detail is not None and detail["verdict_no"] == 1
+    assert [p["text"] for p in detail["passages"]] and SMEAR[:40] in detail["verdict_text"][
+        detail["passages"][0]["start"]:detail["passages"][0]["end"] + 200]
+    assert [(c["kind"], c["no"]) for c in detail["smear_changes"]] == [("added", 1), ("removed", 2)]
+    assert [r["article_id"] for r in store.queue(db)] == [aid]
+
+    kinds = sorted(r[0] for r in db.execute("SELECT kind FROM alerts"))
+    assert kinds == ["smear_added_by_edit", "smear_removed"]
+    removed_alert = db.execute("SELECT payload FROM alerts WHERE kind = 'smear_removed'").fetchone()[0]
+    assert "delincuentes" in removed_alert  # the removed smear is quoted: it is the evidence
+
+    # the dossier carries the three versions, each with its verdict, and verifies
+    zip_path = tmp_path / "dossier.zip"
+    build_dossier(db, zip_path, "Tlachinollan", None)
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as z:
+        items = json.loads(z.read("items.json"))["items"]
+        html = z.read("dossier.html").decode()
+    assert len(items) == 1 and len(items[0]["captures"]) == 3
+    versions = items[0]["versions"]
+    assert [(v["no"], v["stigmatising"]) for v in versions] == [(0, False), (1, True), (2, False)]
+    assert items[0]["smear_removed"] == {"no": 2, "at": versions[2]["at"], "capture_id": versions[2]["capture_id"]}
+    assert items[0]["passages"][0]["version"] == 1
+    assert "<mark>" in html and html.count('class="version"') == 3
+    assert verify_dossier(zip_path).ok
+
+    # the desk: the queue marks the item, the article page shows every version with its verdict and diff
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+    from monitor.serve import build_datasette
+    from tests.test_review_desk import login
+
+    assert CliRunner().invoke(cli, ["--db", str(db_path), "user", "add", "rita", "--role", "reviewer",
+                                    "--password-stdin"], input="contraseña-de-rita\n").exit_code == 0
+    ds = build_datasette(db_path)
+
+    async def desk() -> None:
+        cookies = await login(ds, "rita")
+        queue = await ds.client.get("/-/monitor/queue", cookies=cookies)
+        assert "Estigmatización retirada en una edición posterior" in queue.text
+        page = await ds.client.get(f"/-/monitor/article/{aid}", cookies=cookies)
+        assert page.status_code == 200
+        assert page.text.count('class="version"') == 3 and "Texto mostrado: versión 1" in page.text
+        assert "Estigmatización añadida en una edición" in page.text and "<mark" in page.text
+
+    asyncio.run(desk())

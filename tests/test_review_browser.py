@@ -119,3 +119,35 @@ def test_reviewer_logs_in_confirms_one_rejects_another_and_nothing_executes(live
     assert page.evaluate("window.__pwned") is None
     assert dialogs == []
     page.screenshot(path=str(artifacts / "review-desk-article-xss.png"), full_page=True)
+
+
+def test_weekly_chart_has_a_y_axis_titles_and_a_legend_that_does_not_overlap(live_desk, browser_page, artifacts) -> None:
+    path, base = live_desk
+    db = store.connect(path)
+    with db.conn:  # date the flags in recent weeks so the weekly chart has bars
+        db.execute("UPDATE articles SET published = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-' || (rowid % 5) * 7 || ' days')")
+    page = browser_page
+    page.goto(f"{base}/-/monitor/login")
+    page.fill("input[name=username]", "rita")
+    page.fill("input[name=password]", "contraseña-de-rita")
+    page.click("#login-button")
+    page.goto(f"{base}/-/monitor/charts")
+    chart = page.locator("svg.chart").first
+    texts = chart.locator("text")
+    labels = [texts.nth(i).text_content() for i in range(texts.count())]
+    assert "Artículos señalados" in labels and any(t.startswith("Semana") for t in labels)  # both axis titles
+    ticks = [t for t in labels if t.isdigit()]
+    assert len(ticks) >= 2 and ticks[0] == "0"                                            # a y axis, not one number
+    boxes = []
+    for i in range(texts.count()):
+        if texts.nth(i).text_content() in ("Descrédito de organismos de control", "Amenaza / incitación") or \
+                texts.nth(i).evaluate("e => e.previousElementSibling && e.previousElementSibling.tagName === 'rect' "
+                                      "&& e.previousElementSibling.getAttribute('width') === '10'"):
+            boxes.append(texts.nth(i).bounding_box())
+    assert len(boxes) >= 8
+    for i, a in enumerate(boxes):  # no two legend labels overlap
+        for b in boxes[i + 1:]:
+            apart = a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"] or \
+                a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"]
+            assert apart, (a, b)
+    page.screenshot(path=str(artifacts / "review-desk-charts.png"), full_page=True)

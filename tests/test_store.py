@@ -82,3 +82,43 @@ def test_reviews_become_training_examples(db_path) -> None:
                           "targets": '["Centro Prodh"]', "created_at": "2026-11-03T00:00:00Z"})
     [ex] = examples_from_reviews(db)  # the latest decision wins
     assert (ex.stigmatising, ex.categories, ex.voice, ex.targets) == (0, (), "counter", ("Centro Prodh",))
+
+
+def test_migration_6_keeps_every_verdict_and_lets_each_version_have_its_own(tmp_path: Path, monkeypatch) -> None:
+    """A database made before article versions were classified upgrades in place, nothing lost."""
+    from monitor.store import schema
+
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:5])
+    old = store.connect(path)
+    with old.conn:
+        old.execute("INSERT INTO outlets (id, name) VALUES ('o', 'Diario')")
+        old.execute("INSERT INTO captures (id, article_id, url, final_url, status, headers, captured_at, sha256, size, "
+                    "body_gz, tool_version) VALUES (1, 'a1', 'http://x/1', 'http://x/1', 200, '[]', '2026-01-01T00:00:00Z', "
+                    "'00', 1, x'00', 't')")
+        old.execute("INSERT INTO articles (id, url, canonical_url, outlet_id, text, text_sha256, capture_id, first_seen_at, "
+                    "extracted_at, extractor) VALUES ('a1', 'http://x/1', 'http://x/1', 'o', 'texto', 'ff', 1, "
+                    "'2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'x')")
+        for cid, version, flagged in ((1, "1", 1), (2, "2", 0)):
+            old.execute("INSERT INTO classifications (id, article_id, model_id, model_version, classified_at, stigmatising, "
+                        "score, categories, targets) VALUES (?, 'a1', 'm', ?, 'now', ?, 0.9, '{}', '[\"ONG\"]')",
+                        [cid, version, flagged])
+        old.execute("INSERT INTO passages (classification_id, article_id, start, \"end\", text, score, categories) "
+                    "VALUES (1, 'a1', 0, 5, 'texto', 0.9, '{}')")
+    old.close()
+    monkeypatch.undo()
+
+    db = store.connect(path)
+    assert store.schema_version(db) == len(schema.MIGRATIONS)
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    rows = [tuple(r) for r in db.execute("SELECT id, model_version, stigmatising, version_id FROM classifications ORDER BY id")]
+    assert rows == [(1, "1", 1, None), (2, "2", 0, None)]
+    assert db.execute("SELECT classification_id FROM passages").fetchone()[0] == 1
+    # the newest model's verdict is the article's: model 2 said clean
+    assert db.execute("SELECT id FROM latest_classifications").fetchall() == [(2,)]
+    assert db.execute("SELECT count(*) FROM flagged_articles").fetchone()[0] == 0
+    # one verdict per text and model version still holds; a version of the text gets its own
+    with pytest.raises(sqlite3.IntegrityError):
+        with db.conn:
+            db.execute("INSERT INTO classifications (article_id, model_id, model_version, classified_at, stigmatising, "
+                       "score, categories) VALUES ('a1', 'm', '2', 'now', 1, 0.5, '{}')")

@@ -11,7 +11,8 @@ from typing import Any
 from ..config import _Checker, read_yaml
 from ..errors import ConfigError
 
-RULE_KINDS = ("new_campaign", "official_statement", "score_above", "confirmed_item")
+RULE_KINDS = ("new_campaign", "official_statement", "score_above", "confirmed_item", "smear_added_by_edit",
+              "smear_removed")
 CHANNEL_TYPES = ("webhook", "email")
 TLS_MODES = ("starttls", "ssl", "none")
 SECTIONS = ("news", "opinion")
@@ -51,6 +52,8 @@ DEFAULT_RULES = (
     Rule(id="new-campaign", when="new_campaign", min_burst=2.0),
     Rule(id="official-statement", when="official_statement"),
     Rule(id="watchlist-confirmed", when="confirmed_item", targets="watchlist"),
+    Rule(id="smear-added-by-edit", when="smear_added_by_edit"),
+    Rule(id="smear-removed", when="smear_removed"),
 )
 
 

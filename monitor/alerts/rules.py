@@ -17,6 +17,8 @@ LOGGER = logging.getLogger(__name__)
 WATERMARK_PASSAGE = "alerts.passage_id"
 WATERMARK_REVIEW = "alerts.review_id"
 WATERMARK_CAMPAIGNS = "alerts.campaigns_at"
+WATERMARK_EDITS = "alerts.classification_id"   # verdicts on edited texts (smear_added_by_edit / smear_removed)
+WATERMARK_CHECKS = "alerts.check_id"           # re-checks that found a flagged page gone (smear_removed)
 SNIPPET = 600
 
 
@@ -59,7 +61,7 @@ def _passage_alerts(rule: Rule, rows: list[dict[str, Any]], settings: AlertingSe
     """official_statement and score_above: at most one alert per classified article."""
     seen: set[int] = set()
     for r in rows:
-        if r["classification_id"] in seen:
+        if r["classification_id"] in seen or r.get("earlier_flagged"):
             continue
         targets = json.loads(r["targets"] or "[]") or json.loads(r["article_targets"] or "[]")
         if rule.section and r["section"] != rule.section:
@@ -111,6 +113,53 @@ def _review_alerts(rule: Rule, reviews: list[dict[str, Any]], settings: Alerting
         }
 
 
+def _edit_payload(r: dict[str, Any], targets: list[str]) -> dict[str, Any]:
+    return {"outlet": r["outlet"], "section": r["section"], "article_title": r["title"], "article_url": r["url"],
+            "published": r["published"], "passages": r["passages"], "targets": targets}
+
+
+def _edit_alerts(rule: Rule, edits: list[dict[str, Any]], removals: list[dict[str, Any]], settings: AlertingSettings,
+                 generic: set[str]) -> Iterator[dict[str, Any]]:
+    """smear_added_by_edit / smear_removed: a stealth edit changed the verdict, or a flagged page went away.
+
+    One alert per edited text (the key names the ``article_versions`` row, so a new model's
+    verdict on the same edit raises nothing new) and one per removed flagged article.
+    """
+    added = rule.when == "smear_added_by_edit"
+    for r in edits:
+        if bool(r["stigmatising"]) != added or bool(r["before_stigmatising"]) != (not added):
+            continue
+        targets = json.loads((r["targets"] if added else r["before_targets"]) or "[]")
+        if not targets_match(rule, targets, generic):
+            continue
+        what = "added to" if added else "removed from"
+        yield {
+            "key": f"{rule.id}:version:{r['version_id']}", "rule": rule.id, "kind": rule.when,
+            "title": f"Smear {what} an article by an edit ({r['outlet']}, {r['detected_at'][:16]} UTC)",
+            "summary": f"“{_snippet(' […] '.join(r['passages']))}” — {r['outlet']}: {r['title']}",
+            "url": article_link(settings, r["article_id"]), "article_id": r["article_id"],
+            "target": targets[0] if targets else None,
+            "payload": {**_edit_payload(r, targets), "edited_at": r["detected_at"], "capture_id": r["capture_id"],
+                        "score": r["score"], "score_before": r["before_score"],
+                        "version_id": r["version_id"], "before_version_id": r["before_version_id"]},
+        }
+    if added:
+        return
+    for r in removals:
+        targets = json.loads(r["targets"] or "[]")
+        if not targets_match(rule, targets, generic):
+            continue
+        yield {
+            "key": f"{rule.id}:removed:{r['article_id']}", "rule": rule.id, "kind": rule.when,
+            "title": f"Flagged article taken down (HTTP {r['http_status']}) by {r['outlet']}, {r['checked_at'][:16]} UTC",
+            "summary": f"“{_snippet(' […] '.join(r['passages']))}” — {r['outlet']}: {r['title']}",
+            "url": article_link(settings, r["article_id"]), "article_id": r["article_id"],
+            "target": targets[0] if targets else None,
+            "payload": {**_edit_payload(r, targets), "removed_at": r["checked_at"], "http_status": r["http_status"],
+                        "last_capture_id": r["capture_id"], "score": r["score"]},
+        }
+
+
 def campaign_alert(rule: Rule, c: dict[str, Any], members: list[dict[str, Any]], settings: AlertingSettings,
                    dbname: str) -> dict[str, Any]:
     """The alert for a new campaign, with its members."""
@@ -140,8 +189,8 @@ def generate(db: sqlite_utils.Database, settings: AlertingSettings, generic: Ite
              now: str | None = None) -> list[int]:
     """Evaluate every rule on what is new since the last call; store new alerts and their deliveries.
 
-    New = flagged passages and review decisions past their watermarks, and campaigns created or
-    changed since the last call. An alert's key (rule + campaign / classification / article) is
+    New = flagged passages, review decisions, verdicts on edited texts and re-checks past their
+    watermarks, and campaigns created or changed since the last call. An alert's key (rule + campaign / classification / article) is
     unique, so an alert is never created twice, across restarts and rebuilds. One transaction.
 
     Returns:
@@ -157,6 +206,10 @@ def generate(db: sqlite_utils.Database, settings: AlertingSettings, generic: Ite
         rows = store.flagged_passages_after(db, after)
         reviews = store.reviews_after(db, review_after)
         campaigns = store.campaigns_updated_since(db, since)
+        edits_after = int(store.state_get(db, WATERMARK_EDITS, "0"))
+        checks_after = int(store.state_get(db, WATERMARK_CHECKS, "0"))
+        edits = store.edit_verdicts_after(db, edits_after)
+        removals = store.flagged_removals_after(db, checks_after)
         dbname = database_name(db, settings)
         for rule in settings.rules:
             if rule.when == "new_campaign":
@@ -169,6 +222,8 @@ def generate(db: sqlite_utils.Database, settings: AlertingSettings, generic: Ite
                     and not store.alert_exists(db, f"{rule.id}:{c['key']}"))
             elif rule.when == "confirmed_item":
                 alerts = _review_alerts(rule, reviews, settings, generic_set)
+            elif rule.when in ("smear_added_by_edit", "smear_removed"):
+                alerts = _edit_alerts(rule, edits, removals, settings, generic_set)
             else:
                 alerts = _passage_alerts(rule, rows, settings, generic_set)
             for alert in alerts:
@@ -179,6 +234,8 @@ def generate(db: sqlite_utils.Database, settings: AlertingSettings, generic: Ite
         store.state_set(db, WATERMARK_PASSAGE, max([after, *(int(r["passage_id"]) for r in rows)]))
         store.state_set(db, WATERMARK_REVIEW, max([review_after, *(int(r["review_id"]) for r in reviews)]))
         store.state_set(db, WATERMARK_CAMPAIGNS, now)
+        store.state_set(db, WATERMARK_EDITS, max([edits_after, *(int(r["classification_id"]) for r in edits)]))
+        store.state_set(db, WATERMARK_CHECKS, max([checks_after, *(int(r["check_id"]) for r in removals)]))
     return created
 
 

@@ -98,3 +98,28 @@ def _word_windows(text: str, start: int, end: int, max_tokens: int,
         out.append((words[i][0], words[j - 1][1]))
         i = j
     return out
+
+
+HEADING_MAX_CHARS = 60
+_SENTENCE_FINAL = (".", "!", "…", ":", ";", "»", "”", '"')
+
+
+def body_start(text: str, start: int, end: int) -> int:
+    """Where a passage's own text begins, past the kicker and headline lines merged into it.
+
+    Short lines are merged into the next paragraph so the model reads them in context (see
+    :func:`split_passages`); but a section kicker ("Opinión · Desde la Montaña") or a headline
+    ("¿Buscadoras o protagonistas?") is not the smear and must not be highlighted as if it were.
+    Leading lines shorter than ``HEADING_MAX_CHARS`` that do not end a sentence (a question mark
+    does not: headlines ask) are skipped; the last line is always kept.
+    """
+    pos = start
+    while True:
+        newline = text.find("\n", pos, end)
+        if newline < 0:
+            return pos
+        line = text[pos:newline].strip()
+        rest = text[newline:end]
+        if len(line) >= HEADING_MAX_CHARS or line.endswith(_SENTENCE_FINAL) or not rest.strip():
+            return pos
+        pos = newline + len(rest) - len(rest.lstrip())

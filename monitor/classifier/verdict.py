@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..models import Classification, Passage
+from .passages import body_start
 from .speakers import find_speaker
 from .targets import Watchlist
 
@@ -12,7 +13,9 @@ def article_verdict(model_id: str, model_version: str, text: str, passages: list
     """Combine scored passages into a :class:`Classification`.
 
     The article score is its best passage's score; flagged passages are those at or above
-    ``threshold``, best first, each annotated with targets and (when attributed) the speaker.
+    ``threshold``, best first, each annotated with targets and (when attributed) the speaker
+    (read from the whole passage the model scored) and trimmed of the kicker and headline lines
+    merged into it (:func:`~monitor.classifier.passages.body_start`), so only its body is quoted.
     Category probabilities of the article are the maximum over flagged passages (over all
     passages when none is flagged).
     """
@@ -25,7 +28,9 @@ def article_verdict(model_id: str, model_version: str, text: str, passages: list
             # flagged, so someone says it: the more likely of the two speaking voices
             voice = max(("authorial", "attributed"), key=lambda v: p.voice_scores.get(v, 0.0))
         speaker, official = find_speaker(p.text) if voice == "attributed" else ("", False)
-        annotated.append(Passage(start=p.start, end=p.end, text=p.text, score=round(p.score, 4),
+        start = body_start(text, p.start, p.end) if text[p.start:p.end] == p.text else p.start
+        annotated.append(Passage(start=start, end=p.end, text=text[start:p.end] if start != p.start else p.text,
+                                 score=round(p.score, 4),
                                  categories={k: round(v, 4) for k, v in p.categories.items()}, voice=voice,
                                  voice_scores={k: round(v, 4) for k, v in p.voice_scores.items()},
                                  relevance=round(p.relevance, 4), speaker=speaker,

@@ -91,9 +91,13 @@ def feeds_discover(obj: Context, homepage: str) -> None:
 @click.option("--flagged-days", default=60, show_default=True, help="... and flagged articles of the last N days.")
 @click.option("--limit", default=5000, show_default=True, help="At most this many articles.")
 @click.option("--silent", is_flag=True, help="No progress output.")
+@click.option("--no-classify", is_flag=True, help="Record edits without classifying the new versions (nor alerting).")
 @pass_ctx
-def recheck(obj: Context, days: int, flagged_days: int, limit: int, silent: bool) -> None:
+def recheck(obj: Context, days: int, flagged_days: int, limit: int, silent: bool, no_classify: bool) -> None:
     """Re-fetch recent articles: record edits (new capture + diff) and removals (404/410).
+
+    Every edited text is classified like the first one; campaigns and the alert rules
+    (smear_added_by_edit, smear_removed ...) then run, as after a crawl.
 
     \b
     Example:
@@ -101,8 +105,11 @@ def recheck(obj: Context, days: int, flagged_days: int, limit: int, silent: bool
     """
     from ..recheck import recheck as run_recheck
 
+    classifier = None if no_classify else obj.classifier()
+    alerting = None if no_classify else obj.alerting()
     summary = run_recheck(obj.db(), obj.config(), days, flagged_days, limit,
-                          progress=_progress(not silent and obj.verbosity >= 0))
+                          progress=_progress(not silent and obj.verbosity >= 0), classifier=classifier,
+                          alerting=alerting)
     click.echo(summary.line())
 
 

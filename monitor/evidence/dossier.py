@@ -32,6 +32,7 @@ from .. import store
 from ..classifier.registry import CATEGORIES
 from ..classifier.targets import Target, Watchlist, fold
 from ..errors import MonitorError
+from ..highlight import highlight_segments
 from .warc import read_span, resolve_dir
 
 LANGS = ("es", "en")
@@ -78,6 +79,15 @@ T = {
     "event.restored": ("de nuevo en línea el", "back online on"), "removed": ("Retirado de la web el", "Removed from the web on"),
     "unchanged": ("sin cambios detectados", "no change detected"), "model": ("Modelo", "Model"),
     "none": ("ninguno", "none"), "verify": ("Verificación", "Verification"),
+    "versions": ("Versiones del texto", "Versions of the text"), "version": ("Versión", "Version"),
+    "version_first": ("primera captura", "first capture"), "capture": ("captura", "capture"),
+    "verdict.flagged": ("señalada", "flagged"), "verdict.clean": ("sin señalar", "not flagged"),
+    "verdict.none": ("sin clasificar", "not classified"),
+    "diff": ("Cambios respecto a la versión anterior", "Changes from the version before"),
+    "passage_in": ("en la versión", "in version"),
+    "smear_removed": ("Estigmatización retirada en una edición posterior",
+                      "Smear removed by a later edit"),
+    "smear_added": ("Estigmatización añadida en una edición", "Smear added by an edit"),
     "voice.authorial": ("autoral (el medio o columnista)", "authorial (the outlet or columnist)"),
     "voice.attributed": ("atribuida (cita a un emisor)", "attributed (quotes a speaker)"),
     "decision.confirm": ("confirmado", "confirmed"), "decision.relabel": ("confirmado con cambios", "confirmed with changes"),
@@ -199,6 +209,21 @@ def _warc_span(db: sqlite_utils.Database, capture: dict[str, Any]) -> bytes | No
     return None
 
 
+def _versions(db: sqlite_utils.Database, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The article's texts (first capture, then each edit) with the verdict model's verdict on each."""
+    return store.text_versions(db, row["article_id"], row["model_id"], row["model_version"]) if row["model_id"] else \
+        store.text_versions(db, row["article_id"])
+
+
+def _version_entry(v: dict[str, Any]) -> dict[str, Any]:
+    c = v["classification"]
+    return {"no": v["no"], "capture_id": v["capture_id"], "at": v["at"], "text_sha256": v["text_sha256"],
+            "stigmatising": None if c is None else bool(c["stigmatising"]), "score": None if c is None else c["score"],
+            "passages": [{"text": p["text"], "start": p["start"], "end": p["end"], "score": p["score"]}
+                         for p in v["passages"]],
+            "title": v["title"], "text": v["text"], "diff": v["diff"]}
+
+
 def _iso_z(value: str) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` from a stored UTC time or an ``--as-of`` (a day means its midnight).
 
@@ -267,6 +292,11 @@ def dossier_files(db: sqlite_utils.Database, target: Target, date_from: str | No
             item_captures.append(meta)
         voice, speaker, official, kind = _speaker(r)
         events = [h for h in history if h["article_id"] == r["article_id"]]
+        versions = _versions(db, r)
+        verdict_no = next((v["no"] for v in versions if v["version_id"] == r["version_id"]), 0)
+        changes = store.smear_changes(versions)
+        removed_later = next((c for c in changes if c["kind"] == "removed" and c["no"] > verdict_no), None)
+        added = next((c for c in changes if c["kind"] == "added" and c["no"] == verdict_no), None)
         items.append({
             "no": no, "article_id": r["article_id"], "date": r["day"], "published": r["published"],
             "first_seen_at": r["first_seen_at"], "outlet": r["outlet"] or r["outlet_id"], "outlet_id": r["outlet_id"],
@@ -283,8 +313,13 @@ def dossier_files(db: sqlite_utils.Database, target: Target, date_from: str | No
                 "targets": _loads(r["targets"], [])},
             "passages": [{"text": p["text"], "start": p["start"], "end": p["end"], "score": p["score"],
                           "categories": _loads(p["categories"], {}), "voice": p["voice"], "speaker": p["speaker"],
-                          "speaker_is_official": bool(p["speaker_is_official"]), "targets": _loads(p["targets"], [])}
+                          "speaker_is_official": bool(p["speaker_is_official"]), "targets": _loads(p["targets"], []),
+                          "version": verdict_no, "capture_id": versions[verdict_no]["capture_id"]}
                          for p in r["passages"]],
+            "versions": [_version_entry(v) for v in versions],
+            "smear_added": None if added is None else {"no": added["no"], "at": added["at"], "capture_id": added["capture_id"]},
+            "smear_removed": None if removed_later is None else {
+                "no": removed_later["no"], "at": removed_later["at"], "capture_id": removed_later["capture_id"]},
             "review": None if not r["review_id"] else {
                 "decision": r["decision"], "reviewer": r["reviewer"], "at": r["reviewed_at"], "note": r["review_note"]},
             "edited": any(e["event"] == "edited" for e in events), "removed_at": r["removed_at"],
@@ -523,7 +558,7 @@ def _render_html(meta: dict[str, Any], items: list[dict[str, Any]], summary: lis
         by_category=by(lambda i: [label(c, lang) for c in i["categories"]]), by_outlet=by(lambda i: [i["outlet"]]),
         by_speaker=by(lambda i: [label(i["speaker_type"], lang)]),
         # built from numbers and escaped labels only: safe to embed
-        timeline=Markup(timeline_svg([i["date"] for i in items], lang)),
+        timeline=Markup(timeline_svg([i["date"] for i in items], lang)), highlight=highlight_segments,
         safe_url=lambda u: u if isinstance(u, str) and u.lower().startswith(("http://", "https://")) else "")
 
 

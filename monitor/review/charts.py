@@ -22,29 +22,59 @@ def chart_data(db: sqlite_utils.Database, target: str = "") -> dict[str, Any]:
             "targets": store.top_targets(db), "timeline": []}
 
 
+def nice_ticks(top: int, most: int = 5) -> list[int]:
+    """Round tick values from 0 up to at least ``top`` (steps of 1, 2 or 5 x 10^k, at most ``most`` + 1 ticks)."""
+    top = max(1, int(top))
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if -(-top // (step * factor)) <= most:
+                size = step * factor
+                return list(range(0, -(-top // size) * size + 1, size))
+        step *= 10
+
+
+def _axes(parts: list[str], ticks: list[int], left: int, right: int, top_y: float, bottom_y: float,
+          x_title: str, y_title: str) -> None:
+    """Gridlines and labels for every y tick, and both axis titles."""
+    span = bottom_y - top_y
+    for t in ticks:
+        y = bottom_y - t / ticks[-1] * span
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#ddd" stroke-width="1"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{t}</text>')
+    parts.append(f'<text x="{(left + right) / 2:.0f}" y="{bottom_y + 30:.0f}" font-size="11" text-anchor="middle">'
+                 f'{escape(x_title)}</text>')
+    parts.append(f'<text transform="translate(12 {(top_y + bottom_y) / 2:.0f}) rotate(-90)" font-size="11" '
+                 f'text-anchor="middle">{escape(y_title)}</text>')
+
+
 def stacked_weeks(rows: list[dict[str, Any]], label: Callable[[str], str]) -> str:
-    """Stacked bars: one per week, one colour per category, with a legend."""
+    """Stacked bars: one per week, one colour per category, a y axis with gridlines and a two-column legend."""
     weeks = sorted({r["week"] for r in rows})
     if not weeks:
         return ""
     totals = {w: sum(r["n"] for r in rows if r["week"] == w) for w in weeks}
-    top = max(totals.values()) or 1
-    width, height, bar = 760, 220, max(4, min(40, 700 // len(weeks) - 4))
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height + 90}" role="img" xmlns="http://www.w3.org/2000/svg">']
+    ticks = nice_ticks(max(totals.values()))
+    left, width, plot_top, height = 60, 760, 10, 220
+    bar = max(4, min(40, (width - left - 10) // len(weeks) - 4))
+    legend_rows = -(-len(CATEGORIES) // 2)
+    total_height = height + 50 + legend_rows * 20
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {total_height}" role="img" xmlns="http://www.w3.org/2000/svg">']
+    _axes(parts, ticks, left, width - 10, plot_top, height, label("axis_week"), label("axis_flags"))
     for i, w in enumerate(weeks):
-        x, y = 40 + i * (bar + 4), height
+        x, y = left + 4 + i * (bar + 4), float(height)
         for j, cat in enumerate(CATEGORIES):
             n = sum(r["n"] for r in rows if r["week"] == w and r["category"] == cat)
             if n:
-                h = n / top * (height - 20)
+                h = n / ticks[-1] * (height - plot_top)
                 y -= h
                 parts.append(f'<rect x="{x}" y="{y:.1f}" width="{bar}" height="{h:.1f}" fill="{PALETTE[j]}">'
                              f'<title>{escape(w)} · {escape(label("cat." + cat))}: {n}</title></rect>')
         if i % max(1, len(weeks) // 8) == 0:
             parts.append(f'<text x="{x}" y="{height + 14}" font-size="10">{escape(w[5:])}</text>')
-    parts.append(f'<text x="0" y="12" font-size="10">{top}</text>')
+    # two columns of 340 px: the longest Spanish category names (~36 characters) fit without overlapping
     for j, cat in enumerate(CATEGORIES):
-        lx, ly = 40 + (j % 4) * 180, height + 36 + (j // 4) * 18
+        lx, ly = left + (j % 2) * 340, height + 58 + (j // 2) * 20
         parts.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{PALETTE[j]}"/>'
                      f'<text x="{lx + 14}" y="{ly}" font-size="11">{escape(label("cat." + cat))}</text>')
     parts.append("</svg>")
@@ -71,21 +101,23 @@ def bars(rows: list[dict[str, Any]], link: Callable[[str], str] | None = None) -
     return "".join(parts)
 
 
-def timeline(rows: list[dict[str, Any]]) -> str:
-    """Weekly counts for one target as bars."""
+def timeline(rows: list[dict[str, Any]], label: Callable[[str], str]) -> str:
+    """Weekly counts for one target as bars, with a y axis and axis titles."""
     if not rows:
         return ""
-    top = max(r["n"] for r in rows) or 1
-    bar = max(4, min(30, 700 // len(rows) - 4))
-    parts = ['<svg class="chart" viewBox="0 0 760 200" role="img" xmlns="http://www.w3.org/2000/svg">']
+    ticks = nice_ticks(max(r["n"] for r in rows))
+    left, width, plot_top, height = 60, 760, 10, 170
+    bar = max(4, min(30, (width - left - 10) // len(rows) - 4))
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height + 40}" role="img" xmlns="http://www.w3.org/2000/svg">']
+    _axes(parts, ticks, left, width - 10, plot_top, height, label("axis_week"), label("axis_flags"))
     for i, r in enumerate(rows):
-        h = r["n"] / top * 160
-        x = 40 + i * (bar + 4)
-        parts.append(f'<rect x="{x}" y="{170 - h:.1f}" width="{bar}" height="{h:.1f}" fill="{PALETTE[1]}">'
+        h = r["n"] / ticks[-1] * (height - plot_top)
+        x = left + 4 + i * (bar + 4)
+        parts.append(f'<rect x="{x}" y="{height - h:.1f}" width="{bar}" height="{h:.1f}" fill="{PALETTE[1]}">'
                      f'<title>{escape(r["week"])}: {r["n"]}</title></rect>')
         if i % max(1, len(rows) // 8) == 0:
-            parts.append(f'<text x="{x}" y="186" font-size="10">{escape(r["week"][5:])}</text>')
-    parts.append(f'<text x="0" y="12" font-size="10">{top}</text></svg>')
+            parts.append(f'<text x="{x}" y="{height + 14}" font-size="10">{escape(r["week"][5:])}</text>')
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -95,4 +127,4 @@ def render_all(data: dict[str, Any], label: Callable[[str], str]) -> dict[str, s
 
     return {"weekly": stacked_weeks(data["weekly"], label), "outlets": bars(data["outlets"]),
             "targets": bars(data["targets"], lambda t: "/-/monitor/charts?" + urlencode({"target": t})),
-            "timeline": timeline(data["timeline"])}
+            "timeline": timeline(data["timeline"], label)}

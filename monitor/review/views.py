@@ -17,7 +17,7 @@ from .. import store
 from ..classifier.registry import CATEGORIES
 from . import accounts, charts
 from .throttle import LoginThrottle
-from .highlight import highlight_segments
+from ..highlight import highlight_segments
 from .i18n import DEFAULT, LANGUAGES, translator
 
 SESSION_COOKIE = "monitor_session"
@@ -218,7 +218,8 @@ async def queue_page(request: Any, datasette: Any) -> Response:
         members = store.story_members(db, [s["story_id"] for s in stories if s["story_id"]])
         for s in stories:
             detail = store.article_detail(db, s["article_id"]) or {}
-            s["segments"] = highlight_segments(detail.get("text", ""), detail.get("passages", []))
+            s["segments"] = highlight_segments(detail.get("verdict_text", ""), detail.get("passages", []))
+            s["smear_changes"] = detail.get("smear_changes", [])
             s["passages"] = detail.get("passages", [])
             s["copies"] = [m for m in members.get(s["story_id"], []) if m["id"] != s["article_id"]]
         return {"stories": [_decorate(s) for s in stories], "agreement": store.review_agreement(db)}
@@ -310,7 +311,9 @@ async def article_page(request: Any, datasette: Any) -> Response:
     cls = detail["classification"] or {}
     view = _decorate({**detail, "categories": cls.get("categories"), "top_category": cls.get("top_category"),
                       "targets": cls.get("targets")})
-    view["segments"] = highlight_segments(detail["text"], detail["passages"])
+    view["segments"] = highlight_segments(detail["verdict_text"], detail["passages"])
+    for v in view["text_versions"]:
+        v["segments"] = highlight_segments(v["text"], v["passages"])
     decisions = {r["reviewer"]: r["decision"] for r in detail["reviews"]}
     view["disagreement"] = len({d == "reject" for d in decisions.values()}) > 1
     return await _page(datasette, request, "monitor_article.html",

@@ -11,7 +11,8 @@ import sqlite_utils
 
 from .review import COUNTED_FLAGS, not_rejected
 
-__all__ = ['add_alert',
+__all__ = ['edit_verdicts_after', 'flagged_removals_after', 'max_check_id', 'max_classification_id',
+           'add_alert',
            'add_campaign_items',
            'add_campaign_members',
            'alert_exists',
@@ -82,13 +83,15 @@ def flagged_passages_after(db: sqlite_utils.Database, after_id: int, limit: int 
                p.voice, p.speaker, p.speaker_is_official, p.targets, p.embedding,
                c.targets AS article_targets, c.top_category AS article_category, c.score AS article_score,
                a.outlet_id, coalesce(o.name, a.outlet_id) AS outlet, a.section, a.published, a.first_seen_at,
-               a.title, a.url, a.columnist
+               a.title, a.url, a.columnist,
+               EXISTS (SELECT 1 FROM classifications e WHERE e.article_id = c.article_id AND e.model_id = c.model_id
+                       AND e.model_version = c.model_version AND e.id < c.id AND e.stigmatising = 1) AS earlier_flagged
         FROM passages p
         JOIN classifications c ON c.id = p.classification_id
         JOIN articles a ON a.id = p.article_id
         LEFT JOIN outlets o ON o.id = a.outlet_id
         WHERE p.id > ?
-          AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = p.article_id)
+          AND c.id = (SELECT lc.id FROM latest_classifications lc WHERE lc.article_id = p.article_id)
           AND {not_rejected("p.article_id")}
         ORDER BY p.id {f'LIMIT {int(limit)}' if limit else ''}
         """, [int(after_id)]))
@@ -281,6 +284,67 @@ def reviews_after(db: sqlite_utils.Database, after_id: int) -> list[dict[str, An
         LEFT JOIN latest_classifications c ON c.article_id = r.article_id
         WHERE r.id > ? ORDER BY r.id
         """, [int(after_id)]))
+
+
+def edit_verdicts_after(db: sqlite_utils.Database, after_id: int) -> list[dict[str, Any]]:
+    """Verdicts on edited texts (classification id > ``after_id``) beside the verdict on the text before.
+
+    ``before_*`` columns are the same model's verdict on the nearest earlier classified text of the
+    article (the first capture or an earlier edit); rows with no such verdict are left out. The
+    passages are those of the flagged side: the edit's when it added a smear, the earlier text's
+    when the edit removed one.
+    """
+    rows = list(db.query(
+        """
+        SELECT x.*, b.stigmatising AS before_stigmatising, b.score AS before_score, b.targets AS before_targets,
+               b.top_category AS before_category, b.version_id AS before_version_id,
+               a.title, a.url, a.section, a.published, coalesce(o.name, a.outlet_id) AS outlet,
+               v.capture_id, v.detected_at
+        FROM (SELECT c.id AS classification_id, c.article_id, c.version_id, c.stigmatising, c.score, c.targets,
+                     c.top_category, c.model_id, c.model_version,
+                     (SELECT p.id FROM classifications p WHERE p.article_id = c.article_id AND p.model_id = c.model_id
+                        AND p.model_version = c.model_version AND coalesce(p.version_id, 0) < c.version_id
+                      ORDER BY coalesce(p.version_id, 0) DESC LIMIT 1) AS before_id
+              FROM classifications c WHERE c.version_id IS NOT NULL AND c.id > ?) x
+        JOIN classifications b ON b.id = x.before_id
+        JOIN articles a ON a.id = x.article_id
+        JOIN article_versions v ON v.id = x.version_id
+        LEFT JOIN outlets o ON o.id = a.outlet_id
+        ORDER BY x.classification_id
+        """, [int(after_id)]))
+    for r in rows:
+        flagged_side = r["classification_id"] if r["stigmatising"] else r["before_id"]
+        r["passages"] = [t for (t,) in db.execute("SELECT text FROM passages WHERE classification_id = ? ORDER BY start",
+                                                   [flagged_side]).fetchall()]
+    return rows
+
+
+def max_classification_id(db: sqlite_utils.Database) -> int:
+    """The highest classification id (0 when there is none)."""
+    return int(db.execute("SELECT coalesce(max(id), 0) FROM classifications").fetchone()[0])
+
+
+def flagged_removals_after(db: sqlite_utils.Database, after_id: int) -> list[dict[str, Any]]:
+    """Re-checks (id > ``after_id``) that found a page gone (404/410) whose article's verdict is flagged."""
+    rows = list(db.query(
+        """
+        SELECT k.id AS check_id, k.article_id, k.checked_at, k.http_status, c.id AS classification_id, c.score,
+               c.targets, c.top_category, a.title, a.url, a.section, a.published, coalesce(o.name, a.outlet_id) AS outlet,
+               coalesce(a.last_capture_id, a.capture_id) AS capture_id
+        FROM article_checks k
+        JOIN latest_classifications c ON c.article_id = k.article_id AND c.stigmatising = 1
+        JOIN articles a ON a.id = k.article_id LEFT JOIN outlets o ON o.id = a.outlet_id
+        WHERE k.id > ? AND k.outcome = 'removed' ORDER BY k.id
+        """, [int(after_id)]))
+    for r in rows:
+        r["passages"] = [t for (t,) in db.execute("SELECT text FROM passages WHERE classification_id = ? ORDER BY start",
+                                                   [r["classification_id"]]).fetchall()]
+    return rows
+
+
+def max_check_id(db: sqlite_utils.Database) -> int:
+    """The highest re-check id (0 when there is none)."""
+    return int(db.execute("SELECT coalesce(max(id), 0) FROM article_checks").fetchone()[0])
 
 
 def max_review_id(db: sqlite_utils.Database) -> int:

@@ -60,7 +60,7 @@ def evidence_candidates(db: sqlite_utils.Database) -> list[dict[str, Any]]:
                a.section, a.columnist, a.language, a.text_sha256, a.capture_id, a.edits, a.removed_at, a.story_id,
                a.duplicate_of, a.outlet_id, o.name AS outlet, o.state AS outlet_state, o.country AS outlet_country,
                o.scope AS outlet_scope,
-               c.id AS classification_id, c.model_id, c.model_version, c.classified_at, c.stigmatising, c.score,
+               c.id AS classification_id, c.version_id, c.model_id, c.model_version, c.classified_at, c.stigmatising, c.score,
                c.categories, c.top_category, c.voice, c.speaker, c.speaker_is_official, c.targets,
                r.id AS review_id, r.reviewer, r.decision, r.created_at AS reviewed_at, r.categories AS review_categories,
                r.voice AS review_voice, r.speaker AS review_speaker, r.targets AS review_targets, r.note AS review_note

@@ -9,6 +9,7 @@ from typing import Any
 import sqlite_utils
 
 from ..fetch import utc_now
+from .classifications import smear_changes, text_versions
 from .schema import _run_script
 
 __all__ = ['accounts_path',
@@ -128,7 +129,7 @@ def record_review(db: sqlite_utils.Database, article_id: str, reviewer: str, dec
         KeyError: no such article.
     """
     with db.conn:
-        seen = db.execute("SELECT model_id, model_version FROM classifications WHERE article_id = ? ORDER BY id DESC LIMIT 1",
+        seen = db.execute("SELECT model_id, model_version FROM latest_classifications WHERE article_id = ?",
                           [article_id]).fetchone()
         if db.execute("SELECT 1 FROM articles WHERE id = ?", [article_id]).fetchone() is None:
             raise KeyError(article_id)
@@ -160,7 +161,7 @@ def queue(db: sqlite_utils.Database, order: str = "score", limit: int = 50, revi
         JOIN articles a ON a.id = c.article_id
         LEFT JOIN outlets o ON o.id = a.outlet_id
         WHERE c.stigmatising = 1
-          AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = c.article_id)
+          AND c.id = (SELECT lc.id FROM latest_classifications lc WHERE lc.article_id = c.article_id)
           {reviewed_clause}
         ORDER BY {QUEUE_ORDERS[order]} LIMIT ?
         """, [int(limit)]))
@@ -180,17 +181,24 @@ def story_members(db: sqlite_utils.Database, story_ids: list[str]) -> dict[str, 
 
 
 def article_detail(db: sqlite_utils.Database, article_id: str) -> dict[str, Any] | None:
-    """An article with its latest classification, flagged passages, captures, versions and reviews."""
+    """An article with its verdict, flagged passages, captures, versions (each with its verdict) and reviews."""
     rows = list(db.query("SELECT a.*, o.name AS outlet FROM articles a LEFT JOIN outlets o ON o.id = a.outlet_id "
                          "WHERE a.id = ?", [article_id]))
     if not rows:
         return None
     art = rows[0]
-    cls = list(db.query("SELECT * FROM classifications WHERE article_id = ? ORDER BY id DESC LIMIT 1", [article_id]))
+    cls = list(db.query("SELECT * FROM latest_classifications WHERE article_id = ?", [article_id]))
     art["classification"] = cls[0] if cls else None
     art["passages"] = list(db.query('SELECT start, "end", text, score, categories, top_category, voice, speaker, '
                                     "speaker_is_official, targets FROM passages WHERE classification_id = ? ORDER BY start",
                                     [cls[0]["id"]])) if cls else []
+    art["text_versions"] = text_versions(db, article_id)
+    art["smear_changes"] = smear_changes(art["text_versions"])
+    # the passages' offsets point into the text of the version the verdict is about
+    verdict_version = cls[0]["version_id"] if cls else None
+    shown = next((v for v in art["text_versions"] if v["version_id"] == verdict_version), None)
+    art["verdict_no"] = shown["no"] if shown else 0
+    art["verdict_text"] = shown["text"] if shown else art["text"]
     art["captures"] = list(db.query("SELECT id, url, final_url, status, captured_at, sha256, size, content_type "
                                     "FROM captures WHERE article_id = ? ORDER BY id", [article_id]))
     art["versions"] = list(db.query("SELECT id, capture_id, detected_at, diff FROM article_versions WHERE article_id = ? "
@@ -248,7 +256,7 @@ def not_rejected(article_column: str) -> str:
 COUNTED_FLAGS = f"""
     FROM classifications c JOIN articles a ON a.id = c.article_id LEFT JOIN outlets o ON o.id = a.outlet_id
     WHERE c.stigmatising = 1
-      AND c.id = (SELECT max(c2.id) FROM classifications c2 WHERE c2.article_id = c.article_id)
+      AND c.id = (SELECT lc.id FROM latest_classifications lc WHERE lc.article_id = c.article_id)
       AND {not_rejected("c.article_id")}
 """
 _DAY = "substr(coalesce(a.published, a.first_seen_at), 1, 10)"

@@ -12,17 +12,24 @@ from .. import __version__
 from ..errors import DatabaseError
 from ..fetch import utc_now
 
-__all__ = ["APPEND_ONLY", "MIGRATIONS", "TOOL", "apply_migrations", "connect", "migration", "schema_version"]
+__all__ = ["APPEND_ONLY", "LATEST_CLASSIFICATIONS", "MIGRATIONS", "TOOL", "apply_migrations", "connect", "migration", "schema_version"]
 
 LOGGER = logging.getLogger(__name__)
 TOOL = f"smear-monitor/{__version__}"
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = []
 
 
-def migration(name: str) -> Callable[[Callable[[sqlite_utils.Database], None]], Callable[[sqlite_utils.Database], None]]:
-    """Register a schema migration; migrations run once each, in order, in a transaction."""
+def migration(name: str, rebuilds_tables: tuple[str, ...] = ()
+              ) -> Callable[[Callable[[sqlite_utils.Database], None]], Callable[[sqlite_utils.Database], None]]:
+    """Register a schema migration; migrations run once each, in order, in a transaction.
+
+    ``rebuilds_tables``: the tables the migration replaces (SQLite cannot drop a constraint in
+    place). It runs with foreign keys off, as SQLite's documented 12-step procedure requires, and
+    ``PRAGMA foreign_key_check`` must find no broken reference from or to them before it commits.
+    """
 
     def register(fn: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite_utils.Database], None]:
+        fn.rebuilds_tables = rebuilds_tables  # type: ignore[attr-defined]
         MIGRATIONS.append((name, fn))
         return fn
 
@@ -366,15 +373,28 @@ def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     for version, (name, fn) in enumerate(MIGRATIONS, start=1):
         if version in done:
             continue
-        with db.conn:
-            db.execute("SAVEPOINT migration")
-            try:
-                fn(db)
-                db.execute("INSERT INTO _migrations VALUES (?, ?, ?)", [version, name, utc_now()])
-                db.execute("RELEASE migration")
-            except Exception:
-                db.execute("ROLLBACK TO migration")
-                raise
+        rebuild = getattr(fn, "rebuilds_tables", False)
+        if rebuild:
+            db.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: set before it starts
+        try:
+            with db.conn:
+                db.execute("SAVEPOINT migration")
+                try:
+                    fn(db)
+                    broken = [r for r in db.execute("PRAGMA foreign_key_check").fetchall()
+                              if r[0] in rebuild or r[2] in rebuild] if rebuild else []
+                    if broken:
+                        raise DatabaseError(f"migration {version} ({name}) would break {len(broken)} foreign key "
+                                            f"reference(s), e.g. {broken[0][0]} row {broken[0][1]} -> {broken[0][2]}; "
+                                            "not applied")
+                    db.execute("INSERT INTO _migrations VALUES (?, ?, ?)", [version, name, utc_now()])
+                    db.execute("RELEASE migration")
+                except Exception:
+                    db.execute("ROLLBACK TO migration")
+                    raise
+        finally:
+            if rebuild:
+                db.execute("PRAGMA foreign_keys = ON")
         LOGGER.info("applied migration %s: %s", version, name)
         applied.append(name)
     return applied
@@ -385,3 +405,67 @@ def schema_version(db: sqlite_utils.Database) -> int:
     return db.execute("SELECT coalesce(max(version), 0) FROM _migrations").fetchone()[0]
 
 
+# The article's verdict: among the verdicts of the newest model that classified the article, the
+# most damning version's (stigmatising first, then score). An outlet that edits a smear in and
+# out again leaves the article flagged, with the flagged version's passages; every verdict stays.
+LATEST_CLASSIFICATIONS = """
+CREATE VIEW latest_classifications AS
+    SELECT c.* FROM classifications c
+    WHERE c.id = (
+        SELECT c2.id FROM classifications c2
+        WHERE c2.article_id = c.article_id
+          AND (c2.model_id, c2.model_version) = (SELECT c3.model_id, c3.model_version FROM classifications c3
+                                                 WHERE c3.article_id = c.article_id ORDER BY c3.id DESC LIMIT 1)
+        ORDER BY c2.stigmatising DESC, c2.score DESC, c2.id DESC LIMIT 1)
+"""
+
+
+@migration("article versions are classified: classifications.version_id, the article's verdict over its versions",
+           rebuilds_tables=("classifications",))
+def _m006(db: sqlite_utils.Database) -> None:
+    # classifications was UNIQUE (article_id, model_id, model_version): one verdict per article and
+    # model. Every version of the text (article_versions) now gets its own, so the table is rebuilt
+    # with version_id (NULL: the text first captured) and a unique index over the four. Views are
+    # dropped and recreated around the rebuild (a view naming a missing table blocks RENAME).
+    views = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid").fetchall()
+    for name, _ in views:
+        db.execute(f'DROP VIEW "{name}"')
+    _run_script(db,
+        """
+        CREATE TABLE classifications_new (
+            id INTEGER PRIMARY KEY, article_id TEXT NOT NULL REFERENCES articles(id),
+            model_id TEXT NOT NULL, model_version TEXT NOT NULL, classified_at TEXT NOT NULL,
+            stigmatising INTEGER NOT NULL, score REAL NOT NULL, categories TEXT NOT NULL,
+            top_category TEXT, voice TEXT, speaker TEXT, speaker_is_official INTEGER, targets TEXT,
+            n_passages INTEGER, text_sha256 TEXT,
+            version_id INTEGER REFERENCES article_versions(id)
+        );
+        INSERT INTO classifications_new (id, article_id, model_id, model_version, classified_at, stigmatising, score,
+                                         categories, top_category, voice, speaker, speaker_is_official, targets,
+                                         n_passages, text_sha256)
+            SELECT id, article_id, model_id, model_version, classified_at, stigmatising, score, categories,
+                   top_category, voice, speaker, speaker_is_official, targets, n_passages, text_sha256
+            FROM classifications;
+        DROP TABLE classifications;
+        ALTER TABLE classifications_new RENAME TO classifications;
+        CREATE UNIQUE INDEX classifications_unique
+            ON classifications(article_id, model_id, model_version, coalesce(version_id, 0));
+        CREATE INDEX classifications_flagged ON classifications(stigmatising, score);
+        CREATE INDEX classifications_version ON classifications(version_id) WHERE version_id IS NOT NULL;
+        """)
+    for name, sql in views:
+        db.execute(LATEST_CLASSIFICATIONS if name == "latest_classifications" else sql)
+    # flag_targets follows the article's verdict (not simply the newest row)
+    _run_script(db,
+        """
+        CREATE TRIGGER classifications_flag_targets AFTER INSERT ON classifications BEGIN
+            DELETE FROM flag_targets WHERE article_id = NEW.article_id;
+            INSERT OR IGNORE INTO flag_targets (target, article_id, classification_id, day, rejected)
+            SELECT t.value, c.article_id, c.id,
+                   (SELECT substr(coalesce(a.published, a.first_seen_at), 1, 10) FROM articles a WHERE a.id = c.article_id),
+                   coalesce((SELECT r.decision = 'reject' FROM reviews r WHERE r.article_id = c.article_id
+                             ORDER BY r.id DESC LIMIT 1), 0)
+            FROM latest_classifications c, json_each(coalesce(c.targets, '[]')) t
+            WHERE c.article_id = NEW.article_id AND c.stigmatising = 1;
+        END;
+        """)

@@ -1,4 +1,4 @@
-"""Split an article's text into plain and highlighted segments (the template escapes every one)."""
+"""Split an article text into plain and highlighted segments (the desk and the dossier escape every one)."""
 
 from __future__ import annotations
 
