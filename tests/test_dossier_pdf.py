@@ -7,6 +7,7 @@ MONITOR_REQUIRE_BROWSER=1 (CI), where that is a failure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -128,8 +129,12 @@ def test_pdf_is_a4_with_metadata_from_the_data_and_embedded_fonts(pdf_export: di
     assert info["Subject"].startswith("Summary for a communication: 3 item(s) naming Centro Prodh")
     as_of = items["as_of"]    # e.g. 2026-03-04T05:06:07Z: the dossier's as-of time, not the clock
     assert info["CreationDate"] == info["ModDate"] == as_of
-    raw = pdf.read_bytes()
-    assert b"pdfaid:part" in raw.replace(b"\x00", b"") or b"pdfaid" in _run("pdfinfo", "-meta", pdf).encode()
+    xmp = _run("pdfinfo", "-meta", pdf)   # PDF/A identification and the same dates in the XMP metadata
+    assert 'pdfaid:part="2" pdfaid:conformance="B"' in xmp and f"<xmp:CreateDate>{as_of}</xmp:CreateDate>" in xmp
+    assert "<pdf:Keywords>" in xmp and "disloyalty / foreign agents" in xmp
+    # the document /ID comes from the data: the SHA-256 of items.json
+    seed = hashlib.sha256((pdf_export["folder"] / "items.json").read_bytes()).hexdigest()[:32]
+    assert re.search(rb"/ID \[\(" + seed.encode() + rb"\) \([0-9a-f]{32}\)\]", pdf.read_bytes())
     fonts = _run("pdffonts", pdf).splitlines()[2:]
     assert fonts and all(re.search(r"\byes\s+yes\s+yes\b", line) for line in fonts), fonts   # embedded, subset, unicode
     assert all("DejaVu" in line for line in fonts), fonts

@@ -557,7 +557,8 @@ def _render_html(meta: dict[str, Any], items: list[dict[str, Any]], summary: lis
         safe_url=lambda u: u if isinstance(u, str) and u.lower().startswith(("http://", "https://")) else "",
         pdf_subject=label("pdf.subject", lang).format(n=len(items), target=meta["target"]["name"],
                                                       start=period["from"], end=period["to"]),
-        pdf_keywords=[label(c, lang) for c in sorted({c for i in items for c in i["categories"]})])
+        # keywords are comma-separated: "disloyalty, foreign agents" must stay one
+        pdf_keywords=[label(c, lang).replace(",", " /") for c in sorted({c for i in items for c in i["categories"]})])
 
 
 def _readme(meta: dict[str, Any], items: list[dict[str, Any]], has_ca: bool, has_pdf: bool = False) -> str:
