@@ -22,7 +22,10 @@ import pytest
 
 from monitor.errors import MonitorError
 from tests.httpserver import FixtureServer
-from tests.test_dossier import evidence_db, export, unzip, verify  # noqa: F401  (evidence_db is a fixture)
+from tests import test_dossier
+from tests.test_dossier import export, unzip, verify
+
+evidence_db = test_dossier.evidence_db   # the same crawled evidence site (a module-scoped fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 POPPLER = ("pdftotext", "pdftoppm", "pdfinfo", "pdffonts")
@@ -72,7 +75,7 @@ def _png_spread(png: Path) -> tuple[int, float]:
 
 
 @pytest.fixture(scope="module")
-def pdf_export(pdf_tools: None, evidence_db: dict[str, Any],  # noqa: F811
+def pdf_export(pdf_tools: None, evidence_db: dict[str, Any],
                tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One English export with --pdf, unzipped."""
     folder = tmp_path_factory.mktemp("pdf")
@@ -159,7 +162,7 @@ def test_pdf_is_in_the_manifest_verifies_and_a_tampered_pdf_is_named(pdf_export:
     assert failed.output.count("FAILED") == 1
 
 
-def test_two_pdf_exports_are_byte_identical_and_dated_by_the_data(evidence_db: dict[str, Any], pdf_export: dict[str, Any],  # noqa: F811
+def test_two_pdf_exports_are_byte_identical_and_dated_by_the_data(evidence_db: dict[str, Any], pdf_export: dict[str, Any],
                                                                   tmp_path: Path) -> None:
     # a second export in a fresh process (other hash seed, empty font caches): the same zip, byte for byte
     again = tmp_path / "again.zip"
@@ -201,7 +204,7 @@ def test_the_renderer_fetches_nothing(pdf_tools: None) -> None:
 
 
 @pytest.mark.parametrize("broken", ["package", "pango"])
-def test_a_missing_renderer_is_a_clear_error_with_the_install_command(evidence_db: dict[str, Any], tmp_path: Path,  # noqa: F811
+def test_a_missing_renderer_is_a_clear_error_with_the_install_command(evidence_db: dict[str, Any], tmp_path: Path,
                                                                       broken: str) -> None:
     """Run the real CLI in a process where WeasyPrint is absent, or fails to load Pango as it does without it.
 
