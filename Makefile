@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 MONITOR := $(VENV)/bin/monitor
 
-.PHONY: setup model browser demo test test-fast benchmarks clean
+.PHONY: setup model browser pdf demo test test-fast benchmarks clean
 
 setup: $(VENV)/.installed
 
@@ -36,7 +36,18 @@ browser:
 	  else echo "note: /usr/bin/chromium is missing and cannot be installed here; the browser test will be skipped"; fi; \
 	fi
 
-test: model browser
+# `export dossier --pdf` renders with WeasyPrint (pip), which needs Debian's Pango and HarfBuzz; the PDF uses
+# the DejaVu fonts; the PDF tests read it back with poppler-utils (pdftotext, pdftoppm, pdfinfo, pdffonts).
+PDF_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+pdf:
+	@missing=$$(for p in $(PDF_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note:" $$missing "missing and not installable here (as root: apt-get install -y" $$missing"); --pdf fails and the PDF tests are skipped"; fi; \
+	fi
+
+test: model browser pdf
 	$(PY) -m pytest
 
 test-fast: setup

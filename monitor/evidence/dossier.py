@@ -4,11 +4,13 @@
 JavaScript), ``summary-es.txt`` / ``summary-en.txt`` (laid out like an allegation letter),
 ``items.csv`` / ``items.json``, ``captures/`` (the exact bytes served, their HTTP metadata, the
 WARC records and any RFC 3161 tokens, for EVERY capture of every item), ``custody.csv``,
-``README.txt`` and ``MANIFEST.sha256`` (``sha256sum -c`` format).
+``README.txt`` and ``MANIFEST.sha256`` (``sha256sum -c`` format); with ``pdf``, ``dossier.pdf``
+(the same data laid out for filing, rendered by ``pdf.py``).
 
 The zip is deterministic: same database and arguments give the same bytes. Nothing in it says
 "now": its date is ``--as-of`` or the latest time among the selected evidence, the export's own
-custody row is not part of any selection, and entries are sorted with fixed timestamps.
+custody row is not part of any selection, and entries are sorted with fixed timestamps. The
+PDF's dates and ``/ID`` come from the as-of time and ``items.json`` (see ``pdf.py``).
 """
 
 from __future__ import annotations
@@ -98,10 +100,23 @@ T = {
                     "sha256sum -c MANIFEST.sha256 (or monitor verify on the zip). See README.txt."),
 }
 
+PDF_T = {   # dossier-pdf.html only
+    "pdf.table": ("Tabla de elementos", "Table of items"),
+    "pdf.official": ("¿Funcionario público?", "Public official?"),
+    "pdf.yes": ("sí", "yes"), "pdf.no": ("no", "no"),
+    "pdf.headline": ("Titular", "Headline"),
+    "pdf.no_passage": ("sin pasaje señalado (elemento confirmado en revisión)",
+                       "no passage marked (item confirmed on review)"),
+    "pdf.page": ("Página", "Page"), "pdf.of": ("de", "of"),
+    "pdf.copy": ("Este PDF es una copia para presentar; la evidencia son las capturas del zip, con sus hashes.",
+                 "This PDF is a copy to file; the evidence is the captures in the zip, with their hashes."),
+    "pdf.subject": ("Resumen para una comunicación: {n} elemento(s) que nombran a {target}, {start} — {end}",
+                    "Summary for a communication: {n} item(s) naming {target}, {start} — {end}"),
+}
 
 def label(key: str, lang: str) -> str:
     """The text of ``key`` in ``lang`` ("es" or "en")."""
-    pair = T.get(key) or CATEGORY_LABELS.get(key) or SPEAKER_TYPES.get(key)
+    pair = T.get(key) or PDF_T.get(key) or CATEGORY_LABELS.get(key) or SPEAKER_TYPES.get(key)
     return pair[LANGS.index(lang)] if pair else key
 
 
@@ -240,13 +255,20 @@ def _iso_z(value: str) -> str:
 
 
 def dossier_files(db: sqlite_utils.Database, target: Target, date_from: str | None = None, date_to: str | None = None,
-                  confirmed_only: bool = False, lang: str = "es", as_of: str | None = None
+                  confirmed_only: bool = False, lang: str = "es", as_of: str | None = None, pdf: bool = False
                   ) -> tuple[dict[str, bytes], list[dict[str, Any]], str]:
     """Every file of the dossier (name -> bytes, MANIFEST included), the items, and the as-of time.
 
+    With ``pdf``, ``dossier.pdf`` too: the same data as ``dossier.html``, laid out for filing.
+
     Raises:
-        MonitorError: nothing matches the selection, or ``lang`` is unknown.
+        MonitorError: nothing matches the selection, ``lang`` is unknown, or (``pdf``) the PDF
+            renderer is missing (the message gives the install command).
     """
+    if pdf:
+        from .pdf import renderer
+
+        renderer()   # fail before any work when WeasyPrint is missing
     if lang not in LANGS:
         raise MonitorError(f"--lang must be one of {', '.join(LANGS)}, got {lang!r}")
     rows = select_items(db, target, date_from, date_to, confirmed_only)
@@ -343,7 +365,12 @@ def dossier_files(db: sqlite_utils.Database, target: Target, date_from: str | No
     for lg in LANGS:
         files[f"summary-{lg}.txt"] = _summary_text(summaries[lg]).encode("utf-8")
     files["dossier.html"] = _render_html(meta, items, summaries[lang], lang).encode("utf-8")
-    files["README.txt"] = _readme(meta, items, bool(ca_pems)).encode("utf-8")
+    if pdf:
+        from .pdf import pdf_identifier, render_pdf
+
+        files["dossier.pdf"] = render_pdf(_render_html(meta, items, summaries[lang], lang, "dossier-pdf.html"),
+                                          pdf_identifier(files["items.json"]))
+    files["README.txt"] = _readme(meta, items, bool(ca_pems), pdf).encode("utf-8")
     files["MANIFEST.sha256"] = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n"
                                        for n in sorted(files)).encode("utf-8")
     return files, items, as_of
@@ -351,10 +378,10 @@ def dossier_files(db: sqlite_utils.Database, target: Target, date_from: str | No
 
 def build_dossier(db: sqlite_utils.Database, out: str | Path, target_name: str, watchlist: Watchlist | None,
                   date_from: str | None = None, date_to: str | None = None, confirmed_only: bool = False,
-                  lang: str = "es", as_of: str | None = None, actor: str = "") -> DossierResult:
-    """Write the dossier zip (atomically) and log the export in the custody log."""
+                  lang: str = "es", as_of: str | None = None, actor: str = "", pdf: bool = False) -> DossierResult:
+    """Write the dossier zip (atomically) and log the export in the custody log; ``pdf`` adds dossier.pdf."""
     target = resolve_target(target_name, watchlist)
-    files, items, stamp = dossier_files(db, target, date_from, date_to, confirmed_only, lang, as_of)
+    files, items, stamp = dossier_files(db, target, date_from, date_to, confirmed_only, lang, as_of, pdf)
     data = zip_bytes(files, stamp)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -365,7 +392,8 @@ def build_dossier(db: sqlite_utils.Database, out: str | Path, target_name: str, 
     n_captures = sum(len(i["captures"]) for i in items)
     store.record_export(db, actor or store.TOOL, digest, {
         "target": target.name, "from": date_from, "to": date_to, "confirmed_only": confirmed_only, "lang": lang,
-        "as_of": stamp, "items": len(items), "captures": n_captures, "file": path.name, "tool": store.TOOL})
+        "as_of": stamp, "items": len(items), "captures": n_captures, "file": path.name, "tool": store.TOOL,
+        "pdf": pdf})
     return DossierResult(path, digest, len(items), n_captures, len(files), len(data), stamp)
 
 
@@ -544,7 +572,8 @@ def timeline_svg(days: list[str], lang: str) -> str:
 
 
 def _render_html(meta: dict[str, Any], items: list[dict[str, Any]], summary: list[tuple[str, list[str]]],
-                 lang: str) -> str:
+                 lang: str, template: str = "dossier.html") -> str:
+    """``template`` (dossier.html, or dossier-pdf.html for the PDF) filled with the dossier's data."""
     env = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True,
                       undefined=StrictUndefined, keep_trailing_newline=True)
     from markupsafe import Markup
@@ -553,21 +582,28 @@ def _render_html(meta: dict[str, Any], items: list[dict[str, Any]], summary: lis
         counter = Counter(v for i in items for v in key(i))
         return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
 
-    return env.get_template("dossier.html").render(
+    period = meta["period"]
+    return env.get_template(template).render(
         t=lambda key: label(key, lang), lang=lang, meta=meta, items=items, summary=summary,
         by_category=by(lambda i: [label(c, lang) for c in i["categories"]]), by_outlet=by(lambda i: [i["outlet"]]),
         by_speaker=by(lambda i: [label(i["speaker_type"], lang)]),
         # built from numbers and escaped labels only: safe to embed
         timeline=Markup(timeline_svg([i["date"] for i in items], lang)), highlight=highlight_segments,
-        safe_url=lambda u: u if isinstance(u, str) and u.lower().startswith(("http://", "https://")) else "")
+        safe_url=lambda u: u if isinstance(u, str) and u.lower().startswith(("http://", "https://")) else "",
+        pdf_subject=label("pdf.subject", lang).format(n=len(items), target=meta["target"]["name"],
+                                                      start=period["from"], end=period["to"]),
+        # keywords are comma-separated: "disloyalty, foreign agents" must stay one
+        pdf_keywords=[label(c, lang).replace(",", " /") for c in sorted({c for i in items for c in i["categories"]})])
 
 
-def _readme(meta: dict[str, Any], items: list[dict[str, Any]], has_ca: bool) -> str:
+def _readme(meta: dict[str, Any], items: list[dict[str, Any]], has_ca: bool, has_pdf: bool = False) -> str:
     first = items[0]["captures"][0] if items[0]["captures"] else None
     example = f"sha256sum {first['body_file']}   # must print {first['sha256']}" if first else ""
     tsa = ("  openssl ts -verify -digest <SHA-256 of the capture> -in captures/item-NNN/capture-N.tsN.tsr "
            "-CAfile timestamps/tsa-ca.pem\n  (better: -CAfile with the TSA's CA certificate obtained from the TSA itself)\n"
            if has_ca else "  (no RFC 3161 timestamps in this dossier)\n")
+    pdf = ("  dossier.pdf         the same dossier as PDF (A4, PDF/A-2b) to file with a communication\n"
+           if has_pdf else "")
     return f"""Stigmatisation dossier / Expediente de estigmatización
 Target / Objetivo: {meta['target']['name']}
 Period / Periodo: {meta['period']['from']} .. {meta['period']['to']}
@@ -577,7 +613,7 @@ Items / Elementos: {len(items)}
 
 CONTENTS
   dossier.html        the dossier (open in a browser; print to PDF from there)
-  summary-es.txt      summary laid out like a UN allegation letter (Spanish)
+{pdf}  summary-es.txt      summary laid out like a UN allegation letter (Spanish)
   summary-en.txt      the same summary in English
   items.csv, items.json   one row per item: outlet, date, title, URL, passages, categories,
                       speaker, review, edits and removals, captures with their SHA-256
