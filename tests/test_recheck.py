@@ -153,7 +153,6 @@ def test_stealth_edits_every_version_is_classified_and_alerted_once(make_server,
     assert items[0]["passages"][0]["version"] == 1
     assert "<mark>" in html and html.count('class="version"') == 3
     assert verify_dossier(zip_path).ok
-
     # the desk: the queue marks the item, the article page shows every version with its verdict and diff
     import asyncio
 
@@ -177,3 +176,20 @@ def test_stealth_edits_every_version_is_classified_and_alerted_once(make_server,
         assert "Estigmatización añadida en una edición" in page.text and "<mark" in page.text
 
     asyncio.run(desk())
+
+    import shutil
+    import subprocess
+
+    from monitor.errors import MonitorError
+
+    try:  # the PDF lists the versions too (tests/test_dossier_pdf.py checks the rest, and fails in CI without it)
+        build_dossier(db, zip_path, "Tlachinollan", None, pdf=True)
+    except MonitorError:
+        return
+    with zipfile.ZipFile(zip_path) as z:
+        (tmp_path / "d.pdf").write_bytes(z.read("dossier.pdf"))
+    assert verify_dossier(zip_path).ok
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(tmp_path / "d.pdf"), "-"], capture_output=True, text=True).stdout
+        assert "Versión 2" in text and "Estigmatización retirada" in text
+
