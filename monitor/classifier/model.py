@@ -46,6 +46,22 @@ class Labels:
         return cls(tuple(data["categories"]), tuple(data["voices"]))
 
 
+def save_encoder(model: Any, directory: Path) -> None:
+    """``save_pretrained`` as safetensors, without transformers' "Writing model shards" progress bar.
+
+    The bar is noise in ``monitor model prepare`` / ``make demo`` output and in CI logs.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(directory, safe_serialization=True)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def save_tokenizer(tokenizer: Any, directory: Path) -> None:
     """Save a tokenizer so that transformers 4.x can read it too.
 

@@ -79,7 +79,7 @@ def assemble(spec: Any, base_dir: str | Path, target: str | Path | None = None) 
     import torch
     from safetensors.torch import load_file
 
-    from .model import save_tokenizer
+    from .model import save_encoder, save_tokenizer
     from .registry import load_encoder, load_tokenizer, models_dir
 
     version = shipped_version(spec)
@@ -103,7 +103,7 @@ def assemble(spec: Any, base_dir: str | Path, target: str | Path | None = None) 
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    encoder.save_pretrained(tmp, safe_serialization=True)
+    save_encoder(encoder, tmp)
     save_tokenizer(load_tokenizer(base_dir), tmp)
     for name in ("head.safetensors", "labels.json", "card.json"):
         shutil.copyfile(weights / name, tmp / name)

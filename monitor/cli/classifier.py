@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +120,18 @@ def train(obj: Context, data_files: tuple[str, ...], from_db: bool, base: str | 
             before = obj.classifier()
         except MonitorError:
             before = None
+    interactive = sys.stderr.isatty()
+    last_line = [0.0]
     with click.progressbar(length=1, label="training", file=sys.stderr) as bar:
         def progress(step: int, total: int, loss: float) -> None:
             bar.length = total
             # the first pass computes the frozen bottom layers once (no loss yet), then training starts over
             bar.label = "computing frozen layers" if loss != loss else f"training (loss {loss:.3f})"
             bar.update(step - bar.pos)
+            now = time.monotonic()
+            if not interactive and (now - last_line[0] >= 30 or step >= total):
+                last_line[0] = now  # click draws no bar when stderr is a log file or a pipe: one line a while
+                click.echo(f"{bar.label}: {step}/{total}", err=True)
 
         real_files = [] if no_real else None
         card = train_model(spec, files, target, base=base, extra=extra, args=args, progress=progress,
@@ -245,7 +252,6 @@ def model_prepare(obj: Context, retrain: bool) -> None:
         return
     click.echo(f"base model: {resolve_base(spec.base_model)}", err=True)
     if spec.model == "shipped" and not retrain:
-        import time
 
         from ..classifier.registry import resolve_weights
         from ..classifier.shipping import shipped_version
