@@ -33,6 +33,8 @@ def backup(obj: Context, dest: str, actor: str | None, silent: bool) -> None:
 
     result = run_backup(obj.db_path, dest, actor or _os_user(),
                         progress=_progress(not silent and obj.verbosity >= 0))
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     for problem in result.problems:
         click.echo(f"PROBLEM {problem}", err=True)
     counts = ", ".join(f"{result.counts.get(t, 0)} {t}" for t in ("articles", "captures", "warc_records", "reviews"))
@@ -93,8 +95,15 @@ def verify_store(obj: Context, silent: bool) -> None:
 
     if not Path(obj.db_path).is_file():
         raise MonitorError(f"no database at {obj.db_path} (give the store with --db)")
-    db = store.connect(obj.db_path)
+    db = store.connect(obj.db_path, migrate=False)     # a check changes nothing, not even the schema
     try:
+        applied, known = store.applied_migrations(db), store.known_migrations()
+        if applied != known[:len(applied)]:
+            raise MonitorError(f"{obj.db_path}: made by another version of the monitor (its migrations differ); "
+                               "check it with that version")
+        if len(applied) < 3:
+            raise MonitorError(f"{obj.db_path}: older than the evidence tables (migration 3); open it once with "
+                               "any other monitor command to migrate it, then check it")
         report = run_check(db, progress=_progress(not silent and obj.verbosity >= 0))
     finally:
         db.close()

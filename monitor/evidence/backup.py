@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,7 @@ class BackupResult:
     manifest_sha256: str
     counts: dict[str, int]
     problems: list[str] = field(default_factory=list)   # WARC files that could not be copied whole
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -124,10 +125,22 @@ def backup(db_path: str | Path, dest: str | Path, actor: str = store.TOOL, progr
     created_dest = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        return _backup(db_file, dest.resolve(), actor, progress or (lambda *a: None))
+        result = _backup(db_file, dest.resolve(), progress or (lambda *a: None))
     except BaseException:
         _clear(dest, remove_dir=created_dest)
         raise
+    # The backup is complete; logging it must not undo it (a writer may hold the database a while).
+    try:
+        live = store.connect(db_file, migrate=False)
+        try:
+            store.record_backup(live, actor, result.manifest_sha256,
+                                {"dest": str(result.dest), "files": result.files, "counts": result.counts,
+                                 "problems": len(result.problems)})
+        finally:
+            live.close()
+    except sqlite3.Error as e:
+        result.notes.append(f"{db_file}: the backup is complete but could not be logged in the custody log ({e})")
+    return result
 
 
 def _clear(folder: Path, remove_dir: bool) -> None:
@@ -139,7 +152,7 @@ def _clear(folder: Path, remove_dir: bool) -> None:
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
-def _backup(db_file: Path, dest: Path, actor: str, progress: Progress) -> BackupResult:
+def _backup(db_file: Path, dest: Path, progress: Progress) -> BackupResult:
     files: list[dict[str, Any]] = []
     problems: list[str] = []
     try:
@@ -217,12 +230,6 @@ def _backup(db_file: Path, dest: Path, actor: str, progress: Progress) -> Backup
     os.replace(tmp, dest / MANIFEST)
     _fsync_dir(dest)
     manifest_sha = hashlib.sha256(body).hexdigest()
-    live = store.connect(db_file, migrate=False)
-    try:
-        store.record_backup(live, actor, manifest_sha, {"dest": str(dest), "files": len(files),
-                                                        "counts": counts, "problems": len(problems)})
-    finally:
-        live.close()
     return BackupResult(dest, len(files), sum(f["size"] for f in files), manifest_sha, counts, problems)
 
 
