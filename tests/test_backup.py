@@ -337,3 +337,30 @@ def test_verify_store_names_a_missing_warc_file_and_a_missing_database(seeded, t
     assert result.output.count(f"{path.name} offset") == n and "file missing (looked in" in result.output
     result = monitor("--db", str(tmp_path / "none.db"), "verify-store")
     assert result.exit_code == 1 and "no database at" in result.output and not (tmp_path / "none.db").exists()
+
+
+def test_verify_store_passes_on_edits_removals_reviews_and_timestamps(make_server, tmp_path) -> None:
+    """A store with every kind of evidence row verifies, and still does after a backup and a restore."""
+    from tests import evidence_site
+    from tests.tsa import TsaServer
+
+    (tmp_path / "tsa").mkdir()
+    tsa = TsaServer(tmp_path / "tsa")
+    tsa.thread.start()
+    try:
+        db, _ = evidence_site.build(make_server(), tmp_path / "e.db", tsa_url=tsa.url, tsa_ca_file=str(tsa.ca_file))
+    finally:
+        tsa.shutdown()
+        tsa.server_close()
+    counts = store.backup_counts(db)
+    assert counts["article_versions"] >= 1 and counts["timestamps"] >= 6 and counts["reviews"] >= 2
+    result = monitor("--db", str(tmp_path / "e.db"), "verify-store", "--silent")
+    assert result.exit_code == 0, result.output
+    texts = counts["articles"] + counts["article_versions"]
+    assert (f"{counts['captures']} captures, {counts['warc_records']} WARC records, {texts} texts, "
+            f"{counts['classifications']} verdicts, {counts['reviews']} reviews, {counts['timestamps']} timestamps"
+            in result.output)
+    assert monitor("--db", str(tmp_path / "e.db"), "backup", str(tmp_path / "b"), "--silent").exit_code == 0
+    assert monitor("--db", str(tmp_path / "r" / "e.db"), "restore", str(tmp_path / "b"), "--silent").exit_code == 0
+    result = monitor("--db", str(tmp_path / "r" / "e.db"), "verify-store", "--silent")
+    assert result.exit_code == 0, result.output
