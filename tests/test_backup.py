@@ -270,15 +270,24 @@ def test_restore_names_the_damaged_file_and_restores_nothing(seeded, tmp_path) -
     assert "manifest.json: missing" in out and "incomplete" in out
 
 
-def test_a_restored_store_can_be_backed_up_and_restored_again(seeded, tmp_path) -> None:
+def test_a_restored_store_can_be_backed_up_and_restored_again(seeded, demo_site, tmp_path) -> None:
     first = restored_copy(seeded, tmp_path, "first")
+    # the restored store crawls on: today's restored WARC file grows under the restored folder's name
+    summary = crawl_once(store.connect(first), parse_config(demo_feeds(demo_site, ("diario-meridiano",)), "demo"),
+                         load_classifier(KEYWORD))
+    assert summary.new_captures > 0
+    files = store.connect(first).execute("SELECT warc_file, count(DISTINCT warc_dir) FROM warc_records "
+                                         "GROUP BY warc_file").fetchall()
+    assert any(n == 2 for _, n in files) or len(files) > 1, files   # one file under two folder names (same UTC day)
     result = monitor("--db", str(first), "backup", str(tmp_path / "again"))
     assert result.exit_code == 0, result.output
     second = tmp_path / "second" / "monitor.db"
     assert monitor("--db", str(second), "restore", str(tmp_path / "again")).exit_code == 0
     db = store.connect(second)
     original_dir = store.connect(seeded).execute("SELECT DISTINCT warc_dir FROM warc_records").fetchone()[0]
-    assert store.warc_relocations(db) == {original_dir: str((second.parent / "monitor.db.warc").resolve())}
+    restored_dir = str((second.parent / "monitor.db.warc").resolve())
+    first_dir = str((first.parent / "monitor.db.warc").resolve())
+    assert store.warc_relocations(db) == {original_dir: restored_dir, first_dir: restored_dir}
     check = monitor("--db", str(second), "verify-store", "--silent")
     assert check.exit_code == 0, check.output
     # the restored desk accounts work: ana logs in with her password

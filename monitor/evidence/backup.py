@@ -179,31 +179,35 @@ def _backup(db_file: Path, dest: Path, progress: Progress) -> BackupResult:
     finally:
         snapshot.close()
 
-    # One backup folder per source folder; recorded folders that now live in the same place share it.
+    # One backup folder per source folder; recorded folders that now live in the same place share it
+    # (a restored store appends to its restored files under its own folder name: one file, two names).
     folders: dict[Path, dict[str, Any]] = {}
-    total = len(spans)
-    for done, span in enumerate(spans, 1):
-        source = _find(span, db_file, relocations)
-        key = source.parent if source else Path(span["warc_dir"])
-        entry = folders.get(key)
+    wanted: dict[Path, dict[str, Any]] = {}
+    for span in spans:
+        source = _find(span, db_file, relocations) or Path(span["warc_dir"]) / span["warc_file"]
+        entry = folders.get(source.parent)
         if entry is None:
-            entry = folders[key] = {"path": "warc" if not folders else f"warc-{len(folders) + 1}",
-                                    "source": str(key), "recorded_dirs": []}
-            (dest / entry["path"]).mkdir()
+            entry = folders[source.parent] = {"path": "warc" if not folders else f"warc-{len(folders) + 1}",
+                                              "source": str(source.parent), "recorded_dirs": []}
         if span["warc_dir"] not in entry["recorded_dirs"]:
             entry["recorded_dirs"].append(span["warc_dir"])
-        name = f"{entry['path']}/{span['warc_file']}"
-        if source is None:
-            problems.append(f"{span['warc_dir']}/{span['warc_file']}: WARC file missing ({span['records']} "
-                            "record(s) reference it); not in the backup")
+        have = wanted.setdefault(source, {"path": f"{entry['path']}/{source.name}", "end": 0, "records": 0})
+        have["end"] = max(have["end"], span["end_offset"])
+        have["records"] += span["records"]
+    for entry in folders.values():
+        (dest / entry["path"]).mkdir()
+    for done, (source, want) in enumerate(wanted.items(), 1):
+        if not source.is_file():
+            problems.append(f"{source}: WARC file missing ({want['records']} record(s) reference it); "
+                            "not in the backup")
             continue
-        size, sha = _copy_hashed(source, dest / name, span["end_offset"])
-        if size < span["end_offset"]:
-            problems.append(f"{source}: WARC file is {size} bytes but records reference {span['end_offset']}; "
-                            f"copied what there is")
-        files.append({"path": name, "role": "warc", "source": str(source), "size": size, "sha256": sha,
-                      "records": span["records"], "source_size": source.stat().st_size})
-        progress("backup: WARC files", done, total)
+        size, sha = _copy_hashed(source, dest / want["path"], want["end"])
+        if size < want["end"]:
+            problems.append(f"{source}: WARC file is {size} bytes but records reference {want['end']}; "
+                            "copied what there is")
+        files.append({"path": want["path"], "role": "warc", "source": str(source), "size": size, "sha256": sha,
+                      "records": want["records"], "source_size": source.stat().st_size})
+        progress("backup: WARC files", done, len(wanted))
 
     manifest = {
         "format": FORMAT,
