@@ -286,6 +286,13 @@ def check_backup(src: str | Path, progress: Progress | None = None) -> tuple[dic
     src = Path(src)
     manifest, manifest_sha = read_manifest(src)
     problems: list[str] = []
+    folders = manifest.get("warc_folders") or []
+    if not isinstance(folders, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("path"), str) and "/" not in f["path"]
+            and isinstance(f.get("recorded_dirs"), list) for f in folders):
+        problems.append(f"{MANIFEST}: warc_folders entries need a folder name (path) and recorded_dirs")
+        folders = []
+    places = {DATABASE, ACCOUNTS} | {f["path"] for f in folders}
     files = manifest["files"]
     for done, entry in enumerate(files, 1):
         try:
@@ -294,8 +301,9 @@ def check_backup(src: str | Path, progress: Progress | None = None) -> tuple[dic
             problems.append(f"{MANIFEST}: file entry {done} lacks path, size or sha256")
             continue
         path = src / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            problems.append(f"{name}: a path outside the backup folder")
+        if Path(name).is_absolute() or ".." in Path(name).parts or (
+                name not in (DATABASE, ACCOUNTS) and name.partition("/")[0] not in places - {DATABASE, ACCOUNTS}):
+            problems.append(f"{name}: not a place a backup holds files (database, accounts or a listed WARC folder)")
             continue
         if not path.is_file():
             problems.append(f"{name}: missing")
