@@ -35,7 +35,7 @@ from ..classifier.registry import CATEGORIES
 from ..classifier.targets import Target, Watchlist, fold
 from ..errors import MonitorError
 from ..highlight import highlight_segments
-from .warc import read_span, resolve_dir
+from .warc import candidate_folders, read_span
 
 LANGS = ("es", "en")
 CATEGORY_THRESHOLD = 0.4   # a category counts for an item at this score (as in classifier/reviews.py)
@@ -212,12 +212,11 @@ def _extension(capture: dict[str, Any]) -> str:
 
 
 def _warc_span(db: sqlite_utils.Database, capture: dict[str, Any]) -> bytes | None:
-    """The capture's WARC records, from the folder they were written to (or ``<db>.warc/`` if it moved)."""
+    """The capture's WARC records, from the folder they were written to, restored to, or ``<db>.warc/``."""
     if not capture["warc_file"]:
         return None
     db_file = store.database_file(db)
-    folders = [Path(capture["warc_dir"])] + ([resolve_dir("", db_file)] if db_file else [])
-    for folder in folders:
+    for folder in candidate_folders(capture["warc_dir"], db_file, store.warc_relocations(db)):
         path = folder / capture["warc_file"]
         if path.is_file():
             return read_span(path, capture["record_offset"], capture["record_length"])

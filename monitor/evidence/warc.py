@@ -78,6 +78,21 @@ def resolve_dir(configured: str, db_file: Path) -> Path:
     return path if path.is_absolute() else db_file.parent / path
 
 
+def candidate_folders(recorded_dir: str, db_file: Path | None, relocations: dict[str, str] | None = None) -> list[Path]:
+    """Where to look for a WARC file whose ``warc_records`` row names the folder ``recorded_dir``.
+
+    In a restored store (``relocations`` from ``store.warc_relocations``) only the folder it was
+    restored to: never the original's, which may still exist on the same machine. Otherwise the
+    recorded folder, then ``<db>.warc/`` beside the database (a store moved by hand).
+    """
+    if relocations and recorded_dir in relocations:
+        return [Path(relocations[recorded_dir])]
+    folders = [Path(recorded_dir)]
+    if db_file is not None and default_dir(db_file) not in folders:
+        folders.append(default_dir(db_file))
+    return folders
+
+
 class WarcStore:
     """Appends capture records to rotating WARC files in one folder."""
 

@@ -11,6 +11,8 @@ namespace (``from monitor import store; store.connect(...)``); the modules split
 - ``review``: accounts, reviews, the triage queue and analysts' counts
 - ``evidence``: WARC locations, trusted timestamps, dossier selections
 - ``campaigns``: campaigns, alerts and deliveries
+- ``backups``: online copies for backups, restored WARC locations
+- ``integrity``: the reads ``verify-store`` checks (captures, WARC locations, custody chain)
 """
 
 from .schema import *  # noqa: F403
@@ -20,3 +22,5 @@ from .classifications import *  # noqa: F403
 from .review import *  # noqa: F403
 from .evidence import *  # noqa: F403
 from .campaigns import *  # noqa: F403
+from .backups import *  # noqa: F403
+from .integrity import *  # noqa: F403
