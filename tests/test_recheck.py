@@ -153,6 +153,10 @@ def test_stealth_edits_every_version_is_classified_and_alerted_once(make_server,
     assert items[0]["passages"][0]["version"] == 1
     assert "<mark>" in html and html.count('class="version"') == 3
     assert verify_dossier(zip_path).ok
+    from monitor.evidence.storecheck import verify_store
+
+    checked = verify_store(db)  # every capture against its WARC record, every verdict against its text
+    assert checked.ok, checked.failures
     # the desk: the queue marks the item, the article page shows every version with its verdict and diff
     import asyncio
 
