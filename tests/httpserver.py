@@ -37,6 +37,11 @@ class FixtureServer(ThreadingHTTPServer):
         """Absolute URL of ``path``."""
         return self.base + path
 
+    @property
+    def allow(self) -> str:
+        """The ``defaults.allow_private`` entry that lets the crawler reach exactly this server."""
+        return f"127.0.0.1:{self.server_address[1]}"
+
     def add(self, path: str, body: bytes | str, status: int = 200, content_type: str = "text/html; charset=utf-8",
             **headers: str) -> str:
         """Serve ``body`` at ``path``; returns its URL."""
@@ -123,3 +128,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         with self.server.lock:
             self.server.sent[urlsplit(self.path).path] = body
+
+
+def allow_private(*urls: str) -> list[str]:
+    """``defaults.allow_private`` entries for exactly the loopback servers ``urls`` are on (IP:PORT each)."""
+    out: list[str] = []
+    for url in urls:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 80
+        if host == "127.0.0.1" or host.startswith("127."):
+            entry = f"{host}:{port}"
+        elif host == "::1":
+            entry = f"[::1]:{port}"
+        else:
+            continue
+        if entry not in out:
+            out.append(entry)
+    return out
