@@ -132,10 +132,10 @@ def address_kind(ip: IPAddress) -> str | None:
         return "a link-local address"
     if ip.is_multicast:
         return "a multicast address"
-    if ip.is_private:
-        return "a private address"
     if ip.is_reserved:
         return "a reserved address"
+    if ip.is_private:
+        return "a private address"
     if not ip.is_global:   # e.g. 100.64.0.0/10, shared address space (carrier NAT, some clouds' metadata)
         return "a non-public address"
     return None
@@ -165,7 +165,7 @@ class AddressPolicy:
         if any(entry.matches(target, port) for entry in self.allow):
             return None
         if spelled and not _same_address(spelled, ip):
-            subject = f"{spelled} {'is' if _numeric(spelled) else 'resolves to'} {ip}"
+            subject = f"{spelled} {'is' if ip_literal(spelled) else 'resolves to'} {ip}"
         else:
             subject = spelled or str(ip)
         if target != ip:
@@ -206,25 +206,40 @@ class AddressPolicy:
 def resolve_host(host: str, port: int, numeric_only: bool = False) -> list[IPAddress]:
     """Every address ``host`` resolves to (as the system resolver answers), in its order, no repeats.
 
+    An IP literal in any spelling the resolver accepts (``2130706433``, ``0x7f.0.0.1``, ``127.1``)
+    is read without a query; ``numeric_only`` returns [] for a name instead of resolving it.
+
     Raises:
-        OSError (socket.gaierror): the name does not resolve (or, ``numeric_only``, is not an IP literal).
+        OSError (socket.gaierror): the name does not resolve.
     """
-    flags = socket.AI_NUMERICHOST if numeric_only else 0
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
+    literal = ip_literal(host)
+    if literal is not None:
+        return [literal]
+    if numeric_only:
+        return []
     out: list[IPAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
+    for _family, _type, _proto, _name, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if ip not in out:
             out.append(ip)
     return out
 
 
-def _numeric(host: str) -> bool:
+def ip_literal(host: str) -> IPAddress | None:
+    """The address ``host`` spells, if it is an IP literal: dotted quad, IPv6, or the old IPv4 forms
+    (decimal ``2130706433``, hex/octal parts ``0x7f.0.0.1``, short ``127.1``) that inet_aton and so
+    the system resolver accept. None for a name."""
+    text = host.strip("[]")
     try:
-        socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+        return ipaddress.ip_address(text.split("%", 1)[0] if ":" in text else text)
+    except ValueError:
+        pass
+    if not text or not all(c in "0123456789abcdefxABCDEFX." for c in text) or not text[0].isdigit():
+        return None   # only digits, hex and dots: inet_aton would take "1.2.3.4 junk", a URL host cannot be that
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
     except OSError:
-        return False
-    return True
+        return None
 
 
 def _same_address(spelled: str, ip: IPAddress) -> bool:
