@@ -127,6 +127,24 @@ def test_config_validates_allow_private_and_max_request_s() -> None:
     assert default.allow_private == () and default.max_request_s == 60.0
 
 
+def test_monitor_check_shows_the_allowed_addresses_and_warns_of_refused_feeds(tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    feeds = tmp_path / "feeds.yaml"
+    feeds.write_text(yaml.safe_dump({"defaults": {"allow_private": ["127.0.0.1:8765"]}, "outlets": [
+        {"name": "Interno", "feeds": [{"url": "http://127.0.0.1:8765/rss", "section": "news"},
+                                      {"url": "http://10.0.0.7/rss", "section": "news"}]}]}))
+    result = CliRunner().invoke(cli, ["--feeds", str(feeds), "--classifier", "keyword-baseline", "check",
+                                      "--schedules", str(tmp_path / "none")])
+    assert result.exit_code == 0, result.output
+    assert "allow_private: the crawler may reach 127.0.0.1:8765" in result.output
+    assert "http://10.0.0.7/rss) will be refused: 10.0.0.7 is a private address" in result.output
+    assert "8765/rss) will be refused" not in result.output
+
+
 # --------------------------------------------------------------------------- DNS: resolved once, pinned
 
 @pytest.fixture
