@@ -164,13 +164,12 @@ class AddressPolicy:
         target = unwrap(ip)
         if any(entry.matches(target, port) for entry in self.allow):
             return None
-        if spelled and not _same_address(spelled, ip):
-            subject = f"{spelled} {'is' if ip_literal(spelled) else 'resolves to'} {ip}"
-        else:
-            subject = spelled or str(ip)
+        if spelled and not _same_address(spelled, ip):   # "localhost resolves to 127.0.0.1, a loopback address"
+            subject, joiner = f"{spelled} {'is' if ip_literal(spelled) else 'resolves to'} {ip}", ", "
+        else:                                             # "127.0.0.1 is a loopback address"
+            subject, joiner = spelled or str(ip), " is "
         if target != ip:
             subject += f" (IPv4 {target})"
-        joiner = ", " if " is " in subject or " resolves to " in subject else " is "
         if target == METADATA:   # instance credentials: no hint to allow it
             return f"{subject}{joiner}{kind}"
         example = f"[{target}]:{port}" if target.version == 6 else f"{target}:{port}"

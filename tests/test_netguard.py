@@ -212,7 +212,7 @@ def test_a_rebound_answer_is_refused_where_the_connection_is_made(rebinding_dns:
         with pytest.raises(FetchError) as err:
             f.fetch(f"http://rebind.test:{port}/page.html")
     assert err.value.kind == "refused"
-    assert f"rebind.test resolves to 127.0.0.2, a loopback address" in str(err.value)
+    assert "rebind.test resolves to 127.0.0.2, a loopback address" in str(err.value)
     assert a.hits == {} and b.hits == {}
     assert rebinding_dns["queries"] == 2   # refused, not retried
 
