@@ -348,11 +348,12 @@ class GuardedTransport(httpx.HTTPTransport):
 
     def __init__(self, policy: AddressPolicy, limits: httpx.Limits = httpx.Limits(max_connections=100,
                                                                                   max_keepalive_connections=20)):
-        super().__init__(trust_env=False, limits=limits)
+        ssl_context = httpx.create_ssl_context(trust_env=False)   # certifi's CAs, as httpx's default
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         self.backend = GuardedBackend(policy)
         # httpx's HTTPTransport takes no network backend: its pool is replaced by the same pool on ours
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
+            ssl_context=ssl_context, max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             http1=True, http2=False, network_backend=self.backend,
         )
