@@ -347,8 +347,9 @@ class GuardedTransport(httpx.HTTPTransport):
     """httpx's own HTTP transport (its request and error mapping) over a pool built on :class:`GuardedBackend`."""
 
     def __init__(self, policy: AddressPolicy, limits: httpx.Limits = httpx.Limits(max_connections=100,
-                                                                                  max_keepalive_connections=20)):
-        ssl_context = httpx.create_ssl_context(trust_env=False)   # certifi's CAs, as httpx's default
+                                                                                  max_keepalive_connections=20),
+                 ssl_context: typing.Any = None):
+        ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)   # certifi's CAs, httpx's default
         super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         self.backend = GuardedBackend(policy)
         # httpx's HTTPTransport takes no network backend: its pool is replaced by the same pool on ours

@@ -18,8 +18,8 @@ from monitor import store
 from monitor.config import FetchSettings, parse_config
 from monitor.errors import ConfigError, FetchError
 from monitor.fetch import Fetcher
-from monitor.netguard import (AddressPolicy, GuardedBackend, RefusedAddress, address_kind, parse_allow_entry,
-                              request_deadline)
+from monitor.netguard import (AddressPolicy, GuardedBackend, GuardedTransport, RefusedAddress, address_kind,
+                              parse_allow_entry, request_deadline)
 from monitor.pipeline import crawl_once
 from tests.httpserver import FixtureServer
 from tests.pages import article_html, rss, story_text
@@ -215,6 +215,43 @@ def test_a_rebound_answer_is_refused_where_the_connection_is_made(rebinding_dns:
     assert "rebind.test resolves to 127.0.0.2, a loopback address" in str(err.value)
     assert a.hits == {} and b.hits == {}
     assert rebinding_dns["queries"] == 2   # refused, not retried
+
+
+def test_tls_keeps_the_name_for_sni_and_certificate_checks(rebinding_dns: dict, tmp_path: Path) -> None:
+    """Connecting to the checked address, TLS still sends and verifies the site's own name."""
+    import shutil
+    import ssl
+    import subprocess
+
+    import httpx
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=rebind.test", "-addext", "subjectAltName=DNS:rebind.test"],
+                   check=True, capture_output=True)
+    names: list[str | None] = []
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    server_ctx.sni_callback = lambda _sock, name, _ctx: names.append(name)
+    site = FixtureServer()
+    site.socket = server_ctx.wrap_socket(site.socket, server_side=True)
+    site.add("/page.html", "<p>cifrado</p>")
+    site.thread.start()
+    port = site.server_address[1]
+    try:
+        rebinding_dns["answers"] = ["127.0.0.1", "127.0.0.2"]   # a later query would go elsewhere
+        transport = GuardedTransport(AddressPolicy.from_entries([site.allow]),
+                                     ssl_context=ssl.create_default_context(cafile=str(cert)))
+        with httpx.Client(transport=transport, trust_env=False) as client:
+            response = client.get(f"https://rebind.test:{port}/page.html")
+    finally:
+        site.shutdown()
+        site.server_close()
+    assert response.status_code == 200 and response.text == "<p>cifrado</p>"   # the certificate of rebind.test
+    assert names == ["rebind.test"] and site.host_headers == [f"rebind.test:{port}"]
+    assert rebinding_dns["queries"] == 1
 
 
 def test_one_refused_address_among_several_refuses_the_host(monkeypatch: pytest.MonkeyPatch, twin_servers) -> None:
