@@ -354,7 +354,9 @@ class Network:
         } for h in range(self.n_hosts)]
         doc = {"version": 1,
                "defaults": {"language": "es", "country": "MX", "per_host_delay_s": delay_s, "concurrency": concurrency,
-                            "max_entries_per_feed": max(20, self.items), "retries": 0},
+                            "max_entries_per_feed": max(20, self.items), "retries": 0,
+                            # loopback is refused unless allowed: exactly this network's servers
+                            "allow_private": [server.netloc for server in self.servers]},
                "outlets": outlets}
         return "# Synthetic loopback news network (benchmarks/crawl_throughput.py)\n" + yaml.safe_dump(
             doc, sort_keys=False, allow_unicode=True)

@@ -35,6 +35,8 @@ class FetchSettings:
     extract_workers: int = 0             # processes extracting pages; 0 = one per CPU core
     failure_backoff_s: float = 900.0     # a failing feed waits this, doubled per failure, before the next poll
     max_backoff_s: float = 86_400.0      # ... but never longer than this
+    max_request_s: float = 60.0          # total deadline of one request: redirects and body included
+    allow_private: tuple[str, ...] = ()  # non-public addresses that may be crawled: "IP:PORT", "IP", CIDR
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,7 @@ _FETCH_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_bytes": int, "user_agent": str, "retries": int, "concurrency": int,
     "per_host_delay_s": (int, float), "max_entries_per_feed": int, "per_host_concurrency": int,
     "respect_robots": bool, "extract_workers": int, "failure_backoff_s": (int, float), "max_backoff_s": (int, float),
+    "max_request_s": (int, float), "allow_private": list,
 }
 _EVIDENCE_KEYS: dict[str, type | tuple[type, ...]] = {
     "warc": bool, "warc_dir": str, "warc_max_mb": int, "tsa_url": str, "tsa_ca_file": str,
@@ -206,6 +209,8 @@ def parse_config(data: Any, source: str = "feeds.yaml") -> Config:
     for key in ("max_bytes", "concurrency", "max_entries_per_feed", "per_host_concurrency"):
         if key in defaults and defaults[key] < 1:
             c.fail(f"defaults.{key}", "must be at least 1")
+    if "max_request_s" in defaults and defaults["max_request_s"] <= 0:
+        c.fail("defaults.max_request_s", "must be more than 0 (seconds)")
     outlets: list[Outlet] = []
     seen_ids: dict[str, str] = {}
     seen_urls: dict[str, str] = {}
@@ -298,7 +303,26 @@ def _fetch_settings(defaults: dict[str, Any], c: _Checker) -> FetchSettings:
         extract_workers=defaults.get("extract_workers", base.extract_workers),
         failure_backoff_s=float(defaults.get("failure_backoff_s", base.failure_backoff_s)),
         max_backoff_s=float(defaults.get("max_backoff_s", base.max_backoff_s)),
+        max_request_s=float(defaults.get("max_request_s", base.max_request_s)),
+        allow_private=_allow_private(defaults.get("allow_private", []), c),
     )
+
+
+def _allow_private(entries: list[Any], c: _Checker) -> tuple[str, ...]:
+    """``defaults.allow_private``: each entry an ``IP:PORT``, ``[IPv6]:PORT``, ``IP`` or CIDR string."""
+    from .netguard import parse_allow_entry
+
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"defaults.allow_private[{i}]"
+        if not isinstance(entry, str):
+            c.fail(where, f"must be a string like \"127.0.0.1:8765\" or \"10.20.0.0/16\", got {type(entry).__name__} {entry!r}")
+            continue
+        try:
+            out.append(parse_allow_entry(entry).text)
+        except ValueError as e:
+            c.fail(where, str(e))
+    return tuple(out)
 
 
 def _evidence_settings(defaults: dict[str, Any], c: _Checker) -> EvidenceSettings:

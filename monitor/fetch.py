@@ -1,4 +1,4 @@
-"""Fetch URLs over HTTP(S) with httpx: raw bytes and headers, size cap, retries, politeness."""
+"""Fetch URLs over HTTP(S) with httpx: raw bytes and headers, size cap, retries, politeness, no SSRF, a deadline."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import httpx
 from .config import FetchSettings
 from .errors import FetchError
 from .models import Fetched
+from .netguard import AddressPolicy, GuardedTransport, RefusedAddress, deadline_passed, request_deadline
 from .robots import RobotsPolicy
 
 LOGGER = logging.getLogger(__name__)
@@ -90,11 +91,21 @@ def _nothing() -> None:
 
 
 class Fetcher:
-    """A reusable HTTP client applying the configured timeouts, size cap and retries."""
+    """A reusable HTTP client applying the configured timeouts, size cap, retries, address policy and deadline.
 
-    def __init__(self, settings: FetchSettings, transport: httpx.BaseTransport | None = None):
+    Every connection goes through :class:`monitor.netguard.GuardedTransport`: a host that is or
+    resolves to a loopback, private, link-local ... address is refused (``FetchError`` kind
+    ``refused``, never retried) unless ``settings.allow_private`` allows it, for the first
+    request, each redirect and robots.txt alike. Each request (redirects and body included) is
+    abandoned after ``settings.max_request_s`` (kind ``deadline``, never retried).
+    """
+
+    def __init__(self, settings: FetchSettings):
         self.settings = settings
         self.pacer = HostPacer(settings.per_host_delay_s)
+        self.policy = AddressPolicy.from_entries(settings.allow_private)
+        self.transport = GuardedTransport(self.policy)
+        self._hops = threading.local()   # the URLs of the current request's hops (redirects), per thread
         self.client = httpx.Client(
             timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
             follow_redirects=True,
@@ -102,8 +113,9 @@ class Fetcher:
             headers={"User-Agent": settings.user_agent, "Accept-Language": "es-MX,es;q=0.9,en;q=0.5",
                      # only encodings decode_body() can undo, so the raw bytes stay readable
                      "Accept-Encoding": "gzip, deflate"},
-            transport=transport,
+            transport=self.transport,
             trust_env=False,
+            event_hooks={"request": [self._before_hop]},
         )
         self.robots = RobotsPolicy(self._fetch_robots, settings.user_agent) if settings.respect_robots else None
 
@@ -128,8 +140,12 @@ class Fetcher:
             The response; 304 responses come back with an empty body. 4xx/5xx raise.
 
         Raises:
-            FetchError: refused/timeout/too large/HTTP error/disallowed by robots.txt, with ``kind`` set.
+            FetchError: refused/timeout/deadline/too large/HTTP error/disallowed by robots.txt, with ``kind`` set.
         """
+        try:  # before robots.txt is asked: the refusal names the URL's own address
+            self.policy.check_url(url)
+        except RefusedAddress as e:
+            raise FetchError(url, "refused", str(e)) from None
         crawl_delay = None
         if self.robots is not None:
             self.robots.check(url)
@@ -166,9 +182,22 @@ class Fetcher:
         LOGGER.info("retrying %s in %.1fs (attempt %s): %s", url, delay, attempt + 1, error or "server asked to retry")
         time.sleep(delay)
 
+    def _before_hop(self, request: httpx.Request) -> None:
+        """httpx request hook, run before the first request and every redirect: IP literals checked at once."""
+        hops = getattr(self._hops, "urls", None)
+        if hops is not None:
+            hops.append(str(request.url))
+        self.policy.check_url(str(request.url), resolve=False)  # names are checked where they are resolved
+
     def _fetch_once(self, url: str, headers: dict[str, str], crawl_delay: float | None = None) -> Fetched:
         sent = self.pacer.acquire(url, crawl_delay)
+        try:
+            with request_deadline(self.settings.max_request_s):
+                return self._fetch_within_deadline(url, headers, sent)
+        finally:
+            sent()  # failed before sending (refused, DNS) or already sent: free the host either way
 
+    def _fetch_within_deadline(self, url: str, headers: dict[str, str], sent: Callable[[], None]) -> Fetched:
         def trace(event: str, info: dict[str, Any]) -> None:
             if event.endswith("send_request_headers.complete"):
                 sent()  # on the wire: the next request to this host may be timed from now
@@ -176,19 +205,28 @@ class Fetcher:
         captured_at = utc_now()
         started = time.monotonic()
         limit = self.settings.max_bytes
+        size = 0
+        self._hops.urls = hops = []
         try:
             with self.client.stream("GET", url, headers=headers, extensions={"trace": trace}) as response:
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise FetchError(url, "too_large", f"response of {int(declared):,} bytes exceeds max_bytes={limit:,}")
                 chunks: list[bytes] = []
-                size = 0
                 for chunk in response.iter_raw():  # bytes as served, content-encoding kept
                     size += len(chunk)
                     if size > limit:
                         raise FetchError(url, "too_large", f"response exceeds max_bytes={limit:,} (stopped reading)")
+                    if deadline_passed():
+                        raise FetchError(url, "deadline", self._deadline_message(size))
                     chunks.append(chunk)
+        except RefusedAddress as e:
+            hop = e.url or (hops[-1] if hops else url)
+            where = f"redirected to {hop}: " if len(hops) > 1 else ""
+            raise FetchError(url, "refused", f"refused: {where}{e.reason}") from None
         except httpx.TimeoutException as e:
+            if deadline_passed():
+                raise FetchError(url, "deadline", self._deadline_message(size)) from None
             raise FetchError(url, "timeout", f"timed out ({type(e).__name__}; connect {self.settings.connect_timeout_s}s, read {self.settings.read_timeout_s}s)") from None
         except httpx.TooManyRedirects:
             raise FetchError(url, "redirects", "too many redirects") from None
@@ -199,7 +237,7 @@ class Fetcher:
         except httpx.HTTPError as e:
             raise FetchError(url, "http_error", f"{type(e).__name__}: {_short(e)}") from None
         finally:
-            sent()  # failed before sending (refused, DNS) or already sent: free the host either way
+            self._hops.urls = None
         body = b"".join(chunks)
         return Fetched(
             url=url,
@@ -214,6 +252,10 @@ class Fetcher:
             request_headers=tuple((k, v) for k, v in response.request.headers.multi_items()),
             http_version=response.http_version, reason=response.reason_phrase,
         )
+
+    def _deadline_message(self, size: int) -> str:
+        return (f"abandoned at the total deadline max_request_s={self.settings.max_request_s:g}s "
+                f"(redirects and body included; {size:,} bytes read); not retried")
 
 
 def decode_body(fetched: Fetched, max_bytes: int = 50_000_000) -> bytes:

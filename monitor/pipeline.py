@@ -272,7 +272,9 @@ def _fetch_pages(db: sqlite_utils.Database, fetcher: Fetcher, config: Config, su
         try:
             fetched, result = future.result()
         except FetchError as e:
-            store.entry_failed(db, summary.run_id, entry, "fetch", e.kind, str(e))
+            # a refused address stays refused until allow_private changes: no attempt at the next run
+            attempts = 1 if e.kind == "refused" else 3
+            store.entry_failed(db, summary.run_id, entry, "fetch", e.kind, str(e), max_attempts=attempts)
             continue
         except Exception as e:
             LOGGER.exception("page %s: unexpected error", entry["url"])

@@ -86,7 +86,7 @@ class RobotsPolicy:
             if e.status is not None and 400 <= e.status < 500:
                 return _Rules(None, True, f"robots.txt HTTP {e.status}: no restrictions", now, CACHE_S)
             LOGGER.warning("robots.txt of %s unreachable (%s): not crawling it for now", site, e)
-            kind = e.kind if e.kind in ("connection", "timeout") else "robots"
+            kind = e.kind if e.kind in ("connection", "timeout", "refused", "deadline") else "robots"
             return _Rules(None, False, f"robots.txt unreachable ({e}); RFC 9309 says assume disallow",
                           now, UNREACHABLE_CACHE_S, kind)
         if 400 <= fetched.status < 500:

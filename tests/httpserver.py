@@ -1,4 +1,4 @@
-"""A real loopback HTTP server for tests: recorded fixtures plus failure modes (status, stall, drop, huge, binary)."""
+"""A real loopback HTTP server for tests: recorded fixtures plus failure modes (status, stall, drip, drop, huge, binary)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ class FixtureServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), _Handler)
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.log: list[tuple[float, str]] = []
+        self.host_headers: list[str] = []   # the Host header of every request, in order
         self.hits: dict[str, int] = {}
         self.sent: dict[str, bytes] = {}      # the exact body bytes last sent per path
         self.latency: dict[str, float] = {}   # path prefix -> seconds to wait before answering
@@ -30,12 +31,17 @@ class FixtureServer(ThreadingHTTPServer):
 
     @property
     def base(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        """``http://127.0.0.1:PORT`` (the address it listens on)."""
+        return f"http://{self.server_address[0]}:{self.server_address[1]}"
 
     def url(self, path: str) -> str:
         """Absolute URL of ``path``."""
         return self.base + path
+
+    @property
+    def allow(self) -> str:
+        """The ``defaults.allow_private`` entry that lets the crawler reach exactly this server."""
+        return f"{self.server_address[0]}:{self.server_address[1]}"
 
     def add(self, path: str, body: bytes | str, status: int = 200, content_type: str = "text/html; charset=utf-8",
             **headers: str) -> str:
@@ -58,6 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.log.append((time.monotonic(), path))
             self.server.hits[path] = self.server.hits.get(path, 0) + 1
+            self.server.host_headers.append(self.headers.get("Host", ""))
             hit = self.server.hits[path]
         wait = max((s for prefix, s in self.server.latency.items() if path.startswith(prefix)), default=0.0)
         if wait:
@@ -72,6 +79,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"<html>")
             self.wfile.flush()
             time.sleep(float(query.get("seconds", ["30"])[0]))
+            return None
+        if path.startswith("/drip"):  # headers at once, then one byte every `every` seconds
+            every, size = float(query.get("every", ["2"])[0]), int(query.get("bytes", ["100"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                for _ in range(size):
+                    time.sleep(every)
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                with self.server.lock:
+                    self.server.log.append((time.monotonic(), "client stopped reading " + path))
+            self.close_connection = True
             return None
         if path == "/drop":
             self.close_connection = True
@@ -123,3 +147,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         with self.server.lock:
             self.server.sent[urlsplit(self.path).path] = body
+
+
+def allow_private(*urls: str) -> list[str]:
+    """``defaults.allow_private`` entries for exactly the loopback servers ``urls`` are on (IP:PORT each)."""
+    out: list[str] = []
+    for url in urls:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 80
+        if host == "127.0.0.1" or host.startswith("127."):
+            entry = f"{host}:{port}"
+        elif host == "::1":
+            entry = f"[::1]:{port}"
+        else:
+            continue
+        if entry not in out:
+            out.append(entry)
+    return out

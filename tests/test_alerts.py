@@ -281,12 +281,14 @@ def test_scheduled_crawl_job_detects_and_alerts(make_server, receiver: Receiver,
 
     monkeypatch.setenv("MONITOR_TEST_HOOK_SECRET", SECRET)
     monkeypatch.delenv("MONITOR_ALERTS", raising=False)
-    feeds = publish_scenario(make_server(), CAMPAIGN[:4], counter=False)
+    site = make_server()
+    feeds = publish_scenario(site, CAMPAIGN[:4], counter=False)
     outlets: dict[str, list[dict]] = {}
     for f in feeds:
         outlets.setdefault(f["outlet"], []).append({"url": f["url"], "section": f["section"]})
     (tmp_path / "feeds.yaml").write_text(yaml.safe_dump({
-        "defaults": {"per_host_delay_s": 0, "retries": 0, "extract_workers": 1, "failure_backoff_s": 0},
+        "defaults": {"per_host_delay_s": 0, "retries": 0, "extract_workers": 1, "failure_backoff_s": 0,
+                     "allow_private": [site.allow]},
         "outlets": [{"name": name, "id": name, "feeds": fs} for name, fs in outlets.items()]}))
     (tmp_path / "schedules.yaml").write_text(yaml.safe_dump({"schedules": [{"id": "all", "job": "crawl", "every": "1h"}]}))
     (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({

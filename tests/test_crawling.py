@@ -11,12 +11,15 @@ from monitor.config import parse_config
 from monitor.hostqueue import run_by_host
 from monitor.pipeline import crawl_once
 from monitor.sections import classify_section, is_opinion_url
+from tests.httpserver import allow_private
 from tests.pages import article_html, rss, story_text
 
 
 def config_for(feeds: list[dict], **defaults: object):  # type: ignore[no-untyped-def]
+    """A config of ``feeds`` (dicts with url, optional outlet/section/kind ...) allowed to reach exactly their own
+    loopback servers (pass ``allow_private`` to allow others, e.g. a server only the feed links to)."""
     base = {"per_host_delay_s": 0, "retries": 0, "connect_timeout_s": 2, "read_timeout_s": 5,
-            "failure_backoff_s": 0, "extract_workers": 1}
+            "failure_backoff_s": 0, "extract_workers": 1, "allow_private": allow_private(*(f["url"] for f in feeds))}
     base.update(defaults)
     outlets: dict[str, list[dict]] = {}
     for f in feeds:

@@ -190,7 +190,9 @@ def test_misc_pages(server, content) -> None:
 def test_feeds_yaml(server) -> None:
     doc = yaml.safe_load(feeds_yaml(server.base_url))
     assert doc["version"] == 1
-    assert doc["defaults"] == {"language": "es", "country": "MX", "per_host_delay_s": 0.05}
+    port = server.base_url.rsplit(":", 1)[1]
+    assert doc["defaults"] == {"language": "es", "country": "MX", "per_host_delay_s": 0.05,
+                               "allow_private": [f"127.0.0.1:{port}"]}   # exactly the demo server
     feeds = [f for o in doc["outlets"] for f in o["feeds"]]
     assert len(feeds) >= 6
     assert all(f["url"].startswith(server.base_url + "/") and f["section"] in {"news", "opinion"}

@@ -431,7 +431,10 @@ def test_cli_feeds_discover_and_html_kind_crawl(make_server, tmp_path) -> None:
     site.add("/rss/ultimas.xml", rss([("n", site.url("/n/1.html"))]), content_type="application/rss+xml")
     site.add("/", '<html><head><link rel="alternate" type="application/rss+xml" title="Últimas" '
                   'href="/rss/ultimas.xml"></head><body><a href="/opinion/">Opinión</a></body></html>')
-    result = CliRunner().invoke(cli, ["feeds", "discover", site.url("/")])
+    refused = CliRunner().invoke(cli, ["feeds", "discover", site.url("/")])
+    assert refused.exit_code != 0 and "no working feed" in refused.output   # loopback is refused by default
+    assert site.hits == {}
+    result = CliRunner().invoke(cli, ["feeds", "discover", site.url("/"), "--allow-private", site.allow])
     assert result.exit_code == 0, result.output
     assert site.url("/rss/ultimas.xml") in result.output and "kind: feed" in result.output
 

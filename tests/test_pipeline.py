@@ -107,7 +107,8 @@ def test_each_failure_is_recorded_and_the_run_completes(fixture_server, db_path,
         "stall": s.url("/slow?seconds=30&feed=1"),
     }
     config = parse_config({
-        "defaults": {"timeout_s": 1, "max_bytes": 5_000_000, "retries": 0, "per_host_delay_s": 0},
+        "defaults": {"timeout_s": 1, "max_bytes": 5_000_000, "retries": 0, "per_host_delay_s": 0,
+                     "allow_private": [s.allow, f"127.0.0.1:{dead_port}"]},
         "outlets": [{"name": "Fixture", "feeds": [{"url": u, "section": "news"} for u in feeds.values()]}],
     })
     started = time.monotonic()

@@ -101,7 +101,8 @@ def test_sigterm_mid_crawl_then_restart_loses_nothing(make_server, tmp_path: Pat
     site.add("/feed.xml", rss(items), content_type="application/rss+xml")
     site.latency["/n/"] = 0.25  # a slow outlet: the crawl takes several seconds
     (tmp_path / "feeds.yaml").write_text(yaml.safe_dump({
-        "defaults": {"per_host_delay_s": 0.05, "per_host_concurrency": 1, "retries": 0, "extract_workers": 1},
+        "defaults": {"per_host_delay_s": 0.05, "per_host_concurrency": 1, "retries": 0, "extract_workers": 1,
+                     "allow_private": [site.allow]},
         "outlets": [{"name": "Lento", "feeds": [{"url": site.url("/feed.xml"), "section": "news"}]}]}))
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"schedules": [{"id": "all", "job": "crawl", "every": "1h"}]}))
     db = tmp_path / "m.db"

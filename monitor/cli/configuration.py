@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .main import Context, cli, pass_ctx
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -35,6 +39,7 @@ def check(obj: Context, schedules_path: str) -> None:
     unverified = sum(1 for _, f in feeds if not f.verified)
     click.echo(f"{config.source}: OK: {len(config.outlets)} outlets, {len(feeds)} enabled feeds "
                f"({unverified} unverified); classifier {spec.name} ({spec.kind}) OK")
+    _report_addresses(config)
     if Path(schedules_path).exists():
         schedules = load_schedules(schedules_path)
         check_against_config(schedules, config, schedules_path)
@@ -47,3 +52,17 @@ def check(obj: Context, schedules_path: str) -> None:
                f"{sum(c.enabled for c in alerting.channels)} enabled channel(s)")
 
 
+
+
+def _report_addresses(config: "Config") -> None:
+    """Show the non-public addresses allowed, and warn of feeds whose own address the crawler will refuse."""
+    from ..netguard import AddressPolicy, RefusedAddress
+
+    if config.fetch.allow_private:
+        click.echo(f"allow_private: the crawler may reach {', '.join(config.fetch.allow_private)}")
+    policy = AddressPolicy.from_entries(config.fetch.allow_private)
+    for _outlet, feed in config.enabled_feeds():
+        try:
+            policy.check_url(feed.url, resolve=False)   # IP literals only: `check` makes no DNS queries
+        except RefusedAddress as e:
+            click.echo(f"warning: feed {feed.id} ({feed.url}) will be refused: {e.reason}")

@@ -52,8 +52,11 @@ def feeds() -> None:
 
 @feeds.command("discover")
 @click.argument("homepage")
+@click.option("--allow-private", "allow_private", multiple=True, metavar="IP[:PORT]|CIDR",
+              help="Let discovery reach this non-public address (an internal outlet); repeatable. "
+                   "Loopback, private and link-local addresses are refused otherwise.")
 @pass_ctx
-def feeds_discover(obj: Context, homepage: str) -> None:
+def feeds_discover(obj: Context, homepage: str, allow_private: tuple[str, ...]) -> None:
     """Propose feed and sitemap entries for an outlet, to paste into feeds.yaml.
 
     Looks at the homepage's <link rel="alternate"> feeds and feed-like links, robots.txt
@@ -63,13 +66,23 @@ def feeds_discover(obj: Context, homepage: str) -> None:
     \b
     Example:
       monitor feeds discover https://www.jornada.com.mx/ >> proposals.yaml
+      monitor feeds discover http://10.20.0.5/ --allow-private 10.20.0.5
     """
     from ..config import FetchSettings
     from ..discover import discover_sources, format_yaml
-    from ..errors import FetchError
+    from ..errors import ConfigError, FetchError
     from ..fetch import Fetcher, decode_body
+    from ..netguard import parse_allow_entry
 
-    with Fetcher(FetchSettings(retries=1, per_host_delay_s=0.5)) as fetcher:
+    problems = []
+    for entry in allow_private:
+        try:
+            parse_allow_entry(entry)
+        except ValueError as e:
+            problems.append(f"--allow-private {e}")
+    if problems:
+        raise ConfigError("command line", problems)
+    with Fetcher(FetchSettings(retries=1, per_host_delay_s=0.5, allow_private=allow_private)) as fetcher:
         def fetch(url: str) -> tuple[int, bytes, str]:
             try:
                 got = fetcher.fetch(url)

@@ -628,6 +628,22 @@ _IndentDumper.add_representer(
     _FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
 
 
+def own_address(base_url: str) -> list[str]:
+    """``allow_private`` entries (``IP:PORT``) for exactly the server at ``base_url`` (a name: each address)."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    try:
+        ips = [ipaddress.ip_address(host)]
+    except ValueError:
+        ips = [ipaddress.ip_address(a[4][0]) for a in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    out = [f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}" for ip in ips]
+    return list(dict.fromkeys(out))
+
+
 def feeds_yaml(base_url: str) -> str:
     """A ``feeds.yaml`` (schema version 1) listing the demo outlets and feeds under ``base_url``."""
     base = base_url.rstrip("/")
@@ -640,8 +656,10 @@ def feeds_yaml(base_url: str) -> str:
         entry["feeds"] = [{"url": base + f.path, "section": f.section, "verified": True,
                            **({"note": f.note} if f.note else {})} for f in o.feeds]
         outlets.append(entry)
-    # one loopback host serves every demo outlet: a short politeness delay keeps the demo quick
-    doc = {"version": 1, "defaults": {"language": "es", "country": "MX", "per_host_delay_s": 0.05},
+    # one loopback host serves every demo outlet: a short politeness delay keeps the demo quick, and
+    # allow_private lets the crawler reach exactly this server (loopback is refused otherwise)
+    doc = {"version": 1, "defaults": {"language": "es", "country": "MX", "per_host_delay_s": 0.05,
+                                      "allow_private": _FlowList(own_address(base))},
            "outlets": outlets}
     body = yaml.dump(doc, Dumper=_IndentDumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False, width=120)
