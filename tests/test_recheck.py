@@ -197,3 +197,25 @@ def test_stealth_edits_every_version_is_classified_and_alerted_once(make_server,
         text = subprocess.run(["pdftotext", str(tmp_path / "d.pdf"), "-"], capture_output=True, text=True).stdout
         assert "Versión 2" in text and "Estigmatización retirada" in text
 
+
+
+def test_a_flagged_page_taken_down_raises_smear_removed_once(make_server, db_path: Path) -> None:
+    from monitor.alerts.config import AlertingSettings
+    from monitor.classifier.registry import load_classifier
+
+    classifier = load_classifier(str(Path(__file__).resolve().parents[1] / "classifiers" / "keyword-baseline"))
+    site = make_server()
+    site.add("/n/ataque.html", article_html("Reunión en la montaña", story_text(5)[:2] + [SMEAR]))
+    feed = site.add("/feed.xml", rss([("n", site.url("/n/ataque.html"))]), content_type="application/rss+xml")
+    config = config_for([{"url": feed}])
+    db = store.connect(db_path)
+    assert crawl_once(db, config, classifier, alerting=AlertingSettings()).flagged == 1
+    site.add("/n/ataque.html", "<h1>No encontrada</h1>", status=404)
+    first = recheck(db, config, classifier=classifier, alerting=AlertingSettings())
+    second = recheck(db, config, classifier=classifier, alerting=AlertingSettings())
+    assert (first.removed, second.removed) == (1, 1)
+    rows = [tuple(r) for r in db.execute("SELECT kind, key FROM alerts WHERE kind = 'smear_removed'")]
+    aid = db.execute("SELECT id FROM articles").fetchone()[0]
+    assert rows == [("smear_removed", f"smear-removed:removed:{aid}")]
+    payload = db.execute("SELECT payload FROM alerts WHERE kind = 'smear_removed'").fetchone()[0]
+    assert "delincuentes" in payload and '"http_status": 404' in payload

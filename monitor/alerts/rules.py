@@ -113,9 +113,18 @@ def _review_alerts(rule: Rule, reviews: list[dict[str, Any]], settings: Alerting
         }
 
 
-def _edit_payload(r: dict[str, Any], targets: list[str]) -> dict[str, Any]:
-    return {"outlet": r["outlet"], "section": r["section"], "article_title": r["title"], "article_url": r["url"],
-            "published": r["published"], "passages": r["passages"], "targets": targets}
+def _edit_alert(rule: Rule, r: dict[str, Any], targets: list[str], key: str, title: str,
+                settings: AlertingSettings, facts: dict[str, Any]) -> dict[str, Any]:
+    """An alert about an article's change after capture, quoting the flagged passages it concerns."""
+    return {
+        "key": f"{rule.id}:{key}", "rule": rule.id, "kind": rule.when, "title": title,
+        "summary": f"“{_snippet(' […] '.join(r['passages']))}” — {r['outlet']}: {r['title']}",
+        "url": article_link(settings, r["article_id"]), "article_id": r["article_id"],
+        "target": targets[0] if targets else None,
+        "payload": {"outlet": r["outlet"], "section": r["section"], "article_title": r["title"],
+                    "article_url": r["url"], "published": r["published"], "passages": r["passages"],
+                    "targets": targets, **facts},
+    }
 
 
 def _edit_alerts(rule: Rule, edits: list[dict[str, Any]], removals: list[dict[str, Any]], settings: AlertingSettings,
@@ -130,34 +139,22 @@ def _edit_alerts(rule: Rule, edits: list[dict[str, Any]], removals: list[dict[st
         if bool(r["stigmatising"]) != added or bool(r["before_stigmatising"]) != (not added):
             continue
         targets = json.loads((r["targets"] if added else r["before_targets"]) or "[]")
-        if not targets_match(rule, targets, generic):
-            continue
-        what = "added to" if added else "removed from"
-        yield {
-            "key": f"{rule.id}:version:{r['version_id']}", "rule": rule.id, "kind": rule.when,
-            "title": f"Smear {what} an article by an edit ({r['outlet']}, {r['detected_at'][:16]} UTC)",
-            "summary": f"“{_snippet(' […] '.join(r['passages']))}” — {r['outlet']}: {r['title']}",
-            "url": article_link(settings, r["article_id"]), "article_id": r["article_id"],
-            "target": targets[0] if targets else None,
-            "payload": {**_edit_payload(r, targets), "edited_at": r["detected_at"], "capture_id": r["capture_id"],
-                        "score": r["score"], "score_before": r["before_score"],
-                        "version_id": r["version_id"], "before_version_id": r["before_version_id"]},
-        }
-    if added:
-        return
-    for r in removals:
+        if targets_match(rule, targets, generic):
+            yield _edit_alert(
+                rule, r, targets, f"version:{r['version_id']}",
+                f"Smear {'added to' if added else 'removed from'} an article by an edit ({r['outlet']}, "
+                f"{r['detected_at'][:16]} UTC)", settings,
+                {"edited_at": r["detected_at"], "capture_id": r["capture_id"], "score": r["score"],
+                 "score_before": r["before_score"], "version_id": r["version_id"],
+                 "before_version_id": r["before_version_id"]})
+    for r in [] if added else removals:
         targets = json.loads(r["targets"] or "[]")
-        if not targets_match(rule, targets, generic):
-            continue
-        yield {
-            "key": f"{rule.id}:removed:{r['article_id']}", "rule": rule.id, "kind": rule.when,
-            "title": f"Flagged article taken down (HTTP {r['http_status']}) by {r['outlet']}, {r['checked_at'][:16]} UTC",
-            "summary": f"“{_snippet(' […] '.join(r['passages']))}” — {r['outlet']}: {r['title']}",
-            "url": article_link(settings, r["article_id"]), "article_id": r["article_id"],
-            "target": targets[0] if targets else None,
-            "payload": {**_edit_payload(r, targets), "removed_at": r["checked_at"], "http_status": r["http_status"],
-                        "last_capture_id": r["capture_id"], "score": r["score"]},
-        }
+        if targets_match(rule, targets, generic):
+            yield _edit_alert(
+                rule, r, targets, f"removed:{r['article_id']}",
+                f"Flagged article taken down (HTTP {r['http_status']}) by {r['outlet']}, {r['checked_at'][:16]} UTC",
+                settings, {"removed_at": r["checked_at"], "http_status": r["http_status"],
+                           "last_capture_id": r["capture_id"], "score": r["score"]})
 
 
 def campaign_alert(rule: Rule, c: dict[str, Any], members: list[dict[str, Any]], settings: AlertingSettings,
