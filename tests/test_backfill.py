@@ -13,7 +13,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -243,6 +242,8 @@ def test_killed_backfill_rerun_has_every_record_once(archive: dict[str, Any], tm
     assert rerun.returncode == 0, rerun.stderr
     assert f"({len(done_before)} already done)" in rerun.stdout
     assert not list(out.glob("*.tmp"))
+    import pyarrow.parquet as pq
+
     assert sum(pq.read_metadata(p).num_rows for p in out.glob("*.parquet")) == len(pages)
     db = tmp_path / "killed.db"
     merged = run_cli("backfill", "merge", str(out), db=db)
@@ -259,9 +260,24 @@ def test_ray_backfill_gives_the_same_shards_and_verdicts(archive: dict[str, Any]
                      "--silent")
     assert result.exit_code == 0, result.output
     assert "bad records: extract 1, not_html 1, status 1, truncated 1" in result.output
+    import pyarrow.parquet as pq
+
     local = pq.read_table(next(local_run["out"].glob("*.parquet"))).to_pylist()
     ray_rows = pq.read_table(next(out.glob("*.parquet"))).to_pylist()
     assert ray_rows == local   # the same rows, in file order
     merged = run_cli("backfill", "merge", str(out), db=db, feeds=archive["feeds"])
     assert merged.exit_code == 0, merged.output
     assert verdicts(db) == verdicts(archive["crawl_db"])
+
+
+def test_host_filter_keeps_only_those_hosts(archive: dict[str, Any], tmp_path: Path) -> None:
+    from monitor.backfill.sources import ArchiveRecord, read_shard
+
+    kept = [r for r in read_shard(archive["warc"], ("demo.invalid",)) if isinstance(r, ArchiveRecord)]
+    assert sorted(r.url for r in kept) == ["http://demo.invalid/empty.html", "http://demo.invalid/feed.xml",
+                                           "http://demo.invalid/gone.html"]
+    # --outlet-hosts: the hosts of feeds.yaml's outlets (the demo site's loopback host) keep every page
+    result = run_cli("backfill", str(archive["warc"]), "--outlet-hosts", "--workers", "1", "--out", str(tmp_path),
+                     "--silent", feeds=archive["feeds"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(archive['pages']) + 1} records" in result.output and "articles 36" in result.output

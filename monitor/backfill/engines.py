@@ -94,10 +94,12 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def run_backfill(sources: list[Path], out: Path, classifier: str, engine: str = "local", workers: int = 0,
                  address: str | None = None, gpus_per_worker: float = 0, model_dir: str | None = None,
-                 redo: bool = False, progress: ProgressFn | None = None) -> BackfillSummary:
+                 redo: bool = False, progress: ProgressFn | None = None,
+                 hosts: tuple[str, ...] = ()) -> BackfillSummary:
     """Backfill ``sources`` (shard paths, see ``sources.expand_sources``) into Parquet shards under ``out``.
 
-    Shards whose output is complete and current are skipped unless ``redo``.
+    Shards whose output is complete and current are skipped unless ``redo``. ``hosts``: keep only
+    records of these hosts and their subdomains (e.g. the outlets of feeds.yaml in a Common Crawl file).
 
     Raises:
         MonitorError: unknown engine, or ``ray`` without the ``scale`` extra installed.
@@ -109,7 +111,7 @@ def run_backfill(sources: list[Path], out: Path, classifier: str, engine: str = 
     summary = BackfillSummary(shards=len(sources))
     todo = []
     for source in sources:
-        if not redo and shard_io.is_done(out, source, classifier):
+        if not redo and shard_io.is_done(out, source, classifier, hosts):
             summary.shards_skipped += 1
             summary.outputs.append(shard_io.output_path(out, source))
         else:
@@ -118,9 +120,9 @@ def run_backfill(sources: list[Path], out: Path, classifier: str, engine: str = 
     started = time.perf_counter()
     tracker = _Tracker(summary, started, progress)
     if engine == "ray":
-        _run_ray(todo, out, classifier, workers, address, gpus_per_worker, model_dir, tracker)
+        _run_ray(todo, out, classifier, workers, address, gpus_per_worker, model_dir, tracker, hosts)
     else:
-        _run_local(todo, out, classifier, workers, model_dir, tracker)
+        _run_local(todo, out, classifier, workers, model_dir, tracker, hosts)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -186,15 +188,15 @@ def _work(records: list[ArchiveRecord | BadRecord]) -> list[dict[str, Any]]:
 
 
 def _run_local(todo: list[Path], out: Path, classifier: str, workers: int, model_dir: str | None,
-               tracker: _Tracker) -> None:
+               tracker: _Tracker, hosts: tuple[str, ...] = ()) -> None:
     if not todo:
         return
     if workers <= 1:
         model = load_classifier_once(classifier, model_dir)
         for source in todo:
-            writer = shard_io.ShardWriter(out, source, classifier)
+            writer = shard_io.ShardWriter(out, source, classifier, hosts)
             try:
-                for batch in _batches(read_shard(source), BATCH_SIZE):
+                for batch in _batches(read_shard(source, hosts), BATCH_SIZE):
                     rows = process_records(batch, model)
                     writer.write(shard_io.to_table(rows))
                     tracker.rows(rows)
@@ -223,9 +225,9 @@ def _run_local(todo: list[Path], out: Path, classifier: str, workers: int, model
 
     try:
         for source in todo:
-            writer = shard_io.ShardWriter(out, source, classifier)
+            writer = shard_io.ShardWriter(out, source, classifier, hosts)
             open_writers.append(writer)
-            for batch in _batches(read_shard(source), BATCH_SIZE):
+            for batch in _batches(read_shard(source, hosts), BATCH_SIZE):
                 pending.append((writer, pool.submit(_work, batch)))
                 settle(3 * workers)
             pending.append((writer, None))
@@ -275,13 +277,13 @@ def _record_schema():  # type: ignore[no-untyped-def]
                       ("published", pa.string()), ("bad_kind", pa.string()), ("bad_message", pa.string())])
 
 
-def _read_shards(batch):  # type: ignore[no-untyped-def]
+def _read_shards(batch, hosts: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     """Ray task: the records of each shard in the batch, 64 at a time (a generator: bounded memory)."""
     import pyarrow as pa
 
     schema = _record_schema()
     for path in batch.column("path").to_pylist():
-        for records in _batches(read_shard(path), 64):
+        for records in _batches(read_shard(path, hosts), 64):
             yield pa.Table.from_pylist([_record_dict(r) for r in records], schema=schema)
 
 
@@ -320,7 +322,7 @@ def _to_gpu(classifier: Any) -> None:
 
 
 def _run_ray(todo: list[Path], out: Path, classifier: str, workers: int, address: str | None,
-             gpus_per_worker: float, model_dir: str | None, tracker: _Tracker) -> None:
+             gpus_per_worker: float, model_dir: str | None, tracker: _Tracker, hosts: tuple[str, ...] = ()) -> None:
     try:
         import ray
         import ray.data
@@ -341,18 +343,19 @@ def _run_ray(todo: list[Path], out: Path, classifier: str, workers: int, address
         context.enable_progress_bars = False
         window = max(1, 2 * workers)
         for start in range(0, len(todo), window):
-            _ray_window(ray, todo[start:start + window], out, classifier, workers, gpus_per_worker, model_dir, tracker)
+            _ray_window(ray, todo[start:start + window], out, classifier, workers, gpus_per_worker, model_dir, tracker,
+                        hosts)
     finally:
         if started_here:
             ray.shutdown()
 
 
 def _ray_window(ray, sources: list[Path], out: Path, classifier: str, workers: int,  # type: ignore[no-untyped-def]
-                gpus_per_worker: float, model_dir: str | None, tracker: _Tracker) -> None:
-    writers = {str(s): shard_io.ShardWriter(out, s, classifier) for s in sources}
+                gpus_per_worker: float, model_dir: str | None, tracker: _Tracker, hosts: tuple[str, ...]) -> None:
+    writers = {str(s): shard_io.ShardWriter(out, s, classifier, hosts) for s in sources}
     try:
         ds = ray.data.from_items([{"path": str(s)} for s in sources], override_num_blocks=len(sources))
-        ds = ds.map_batches(_read_shards, batch_size=1, batch_format="pyarrow")
+        ds = ds.map_batches(_read_shards, batch_size=1, batch_format="pyarrow", fn_kwargs={"hosts": tuple(hosts)})
         ds = ds.map_batches(_extract, batch_size=BATCH_SIZE, batch_format="pyarrow")
         ds = ds.map_batches(_Classify, fn_constructor_args=(classifier, model_dir, 1, gpus_per_worker > 0),
                             concurrency=workers, batch_size=BATCH_SIZE, batch_format="pyarrow",

@@ -38,20 +38,21 @@ def output_path(out: Path, source: Path) -> Path:
     return out / f"{shard_id(source)}.parquet"
 
 
-def source_stamp(source: Path, classifier: str) -> dict[str, Any]:
-    """What identifies an input shard's content and how it was processed."""
+def source_stamp(source: Path, classifier: str, hosts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What identifies an input shard's content and how it was processed (classifier, host filter)."""
     st = source.stat()
-    return {"source": str(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "classifier": classifier}
+    return {"source": str(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "classifier": classifier,
+            "hosts": sorted(hosts)}
 
 
-def is_done(out: Path, source: Path, classifier: str) -> bool:
+def is_done(out: Path, source: Path, classifier: str, hosts: tuple[str, ...] = ()) -> bool:
     """True when the shard's output exists, is complete, and was made from this file with this classifier."""
     path = output_path(out, source)
     if not path.is_file():
         return False
     try:
         meta = pq.read_schema(path).metadata or {}
-        return json.loads(meta.get(META_KEY, b"{}")) == source_stamp(source, classifier)
+        return json.loads(meta.get(META_KEY, b"{}")) == source_stamp(source, classifier, hosts)
     except (OSError, ValueError, pa.ArrowException):
         return False
 
@@ -64,11 +65,11 @@ def to_table(rows: list[dict[str, Any]]) -> pa.Table:
 class ShardWriter:
     """Appends a shard's rows to ``<output>.tmp``; ``commit`` renames it into place (fsync'ed)."""
 
-    def __init__(self, out: Path, source: Path, classifier: str):
+    def __init__(self, out: Path, source: Path, classifier: str, hosts: tuple[str, ...] = ()):
         out.mkdir(parents=True, exist_ok=True)
         self.path = output_path(out, source)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
-        schema = SCHEMA.with_metadata({META_KEY: json.dumps(source_stamp(source, classifier)).encode()})
+        schema = SCHEMA.with_metadata({META_KEY: json.dumps(source_stamp(source, classifier, hosts)).encode()})
         self._writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
         self.rows = 0
 

@@ -14,9 +14,10 @@ import gzip
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 
@@ -130,16 +131,33 @@ def shard_id(path: Path) -> str:
     return f"{name}.{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]}"
 
 
-def read_shard(path: Path | str) -> Iterator[ArchiveRecord | BadRecord]:
-    """Every page record of a shard, in file order, and the bad records among them."""
+def host_filter(hosts: tuple[str, ...] | list[str]) -> Callable[[str], bool] | None:
+    """A URL test keeping only these hosts and their subdomains (``jornada.com.mx`` keeps ``www.jornada.com.mx``)."""
+    wanted = tuple(h.lower().strip().strip(".") for h in hosts if h.strip())
+    if not wanted:
+        return None
+
+    def keep(url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        return any(host == h or host.endswith("." + h) for h in wanted)
+
+    return keep
+
+
+def read_shard(path: Path | str, hosts: tuple[str, ...] | list[str] = ()) -> Iterator[ArchiveRecord | BadRecord]:
+    """Every page record of a shard, in file order, and the bad records among them.
+
+    ``hosts``: keep only records of these hosts (and subdomains); the others are skipped unread.
+    """
     path = Path(path)
+    keep = host_filter(hosts)
     if shard_kind(path) == "text":
-        yield from _read_text(path)
+        yield from (r for r in _read_text(path) if keep is None or isinstance(r, BadRecord) or keep(r.url))
     else:
-        yield from _read_warc(path)
+        yield from _read_warc(path, keep)
 
 
-def _read_warc(path: Path) -> Iterator[ArchiveRecord | BadRecord]:
+def _read_warc(path: Path, keep: Callable[[str], bool] | None = None) -> Iterator[ArchiveRecord | BadRecord]:
     source = str(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -150,6 +168,8 @@ def _read_warc(path: Path) -> Iterator[ArchiveRecord | BadRecord]:
             try:
                 for record in iterator:
                     if record.rec_type != "response" or record.http_headers is None:
+                        continue
+                    if keep is not None and not keep(record.rec_headers.get_header("WARC-Target-URI") or ""):
                         continue
                     body = record.raw_stream.read()
                     offset, length = iterator.get_record_offset(), iterator.get_record_length()

@@ -47,11 +47,15 @@ def backfill() -> None:
 @click.option("--out", "out_dir", default="backfill", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the Parquet shards (one per input shard).")
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False), help="Classifier weights folder override.")
+@click.option("--host", "hosts", multiple=True,
+              help="Keep only records of this host and its subdomains (repeatable), e.g. jornada.com.mx.")
+@click.option("--outlet-hosts", is_flag=True, help="Keep only records of the hosts of the outlets in --feeds.")
 @click.option("--redo", is_flag=True, help="Process every shard again (default: skip shards whose output is current).")
 @click.option("--silent", is_flag=True, help="No progress output.")
 @pass_ctx
 def backfill_run(obj: Context, sources: tuple[str, ...], engine: str, address: str | None, workers: int,
-                 gpus_per_worker: float, out_dir: str, model_dir: str | None, redo: bool, silent: bool) -> None:
+                 gpus_per_worker: float, out_dir: str, hosts: tuple[str, ...], outlet_hosts: bool, model_dir: str | None,
+                 redo: bool, silent: bool) -> None:
     """Extract, dedup-key and classify every HTML response of SOURCE… (WARC/WARC.gz files, folders, globs,
     or JSON lines of {url, text, published}) into Parquet shards under --out, one per input file.
 
@@ -63,22 +67,34 @@ def backfill_run(obj: Context, sources: tuple[str, ...], engine: str, address: s
     Example:
       monitor backfill monitor.db.warc/ --out backfill/ --workers 2
       monitor --classifier keyword-baseline backfill 'crawl-*.warc.gz' --engine ray --address auto --out backfill/
+      monitor --feeds feeds.yaml backfill 'CC-NEWS-2019*.warc.gz' --outlet-hosts --out backfill/
     """
     from ..backfill.engines import run_backfill
     from ..backfill.sources import expand_sources
 
     shards = expand_sources(list(sources))
+    if outlet_hosts:
+        hosts = hosts + _outlet_hosts(obj.config())
 
     def report(summary: Any) -> None:
         if not silent:
             click.echo(f"\r{summary.progress_line()}   ", err=True, nl=not sys.stderr.isatty())
 
     summary = run_backfill(shards, Path(out_dir), obj.classifier_name, engine, workers, address, gpus_per_worker,
-                           model_dir, redo, report)
+                           model_dir, redo, report, tuple(hosts))
     if not silent and sys.stderr.isatty():
         click.echo("", err=True)
     click.echo(summary.line())
     click.echo(f"shards in {out_dir}; next: monitor --db {obj.db_path} backfill merge {out_dir}")
+
+
+def _outlet_hosts(config: Any) -> tuple[str, ...]:
+    """The hosts of every outlet's homepage and feeds (``www.`` dropped, so subdomains match)."""
+    from urllib.parse import urlsplit
+
+    hosts = {(urlsplit(u).hostname or "").removeprefix("www.") for o in config.outlets
+             for u in [o.homepage, *(f.url for f in o.feeds)] if u}
+    return tuple(sorted(h for h in hosts if h))
 
 
 @backfill.command("merge")
