@@ -7,7 +7,8 @@ one lead in five carries a smear against a defenders' organisation, so the class
 passages past its cascade as on news about defenders.
 
 - sequential: the plain loop over the same WARC: warcio records -> ``pageworker.process_page``
-  -> ``scoring.classify_articles`` in batches of 16, one process, torch on every core, no output.
+  -> ``scoring.classify_articles`` in batches of 16, one process, torch on every core (its
+  default), no output; and the same loop with torch on one thread (a single-core job).
 - local N: ``monitor backfill --engine local --workers N`` (Parquet shard written).
 - ray N: ``monitor backfill --engine ray --workers N``, Ray started on this machine (skipped
   without the ``scale`` extra).
@@ -16,7 +17,7 @@ Every configuration runs in its own subprocess, one after the other, timed end t
 load, worker start-up and Ray start-up included: that is what a user waits for). Peak memory per
 worker: the largest resident set of any worker process, sampled every 0.2 s from /proc.
 
-Usage: python benchmarks/backfill_throughput.py [--records 240] [--classifier stigma-v2] [--quick] [--no-doc]
+Usage: python benchmarks/backfill_throughput.py [--records 400] [--repeat 1] [--classifier stigma-v2] [--quick] [--no-doc]
 """
 
 from __future__ import annotations
@@ -68,13 +69,14 @@ def build_warc(path: Path, records: int, seed: int = 7) -> dict[str, Any]:
         for i in range(records):
             url = f"https://diario{i % 12}.example/2019/{i:06d}/nota.html"
             title = _sentence(rng, 9).rstrip(".")
-            lead = (SMEARS[i % len(SMEARS)] + " " if i % 5 == 0 else "") + _paragraph(rng, 60)
+            lead = _paragraph(rng, 60)
+            smear = f"<p>{SMEARS[i % len(SMEARS)]}</p>" if i % 5 == 0 else ""   # its own paragraph, as quoted in news
             if pages:
                 t = pages[i % len(pages)]
-                html = (t.html[:t.insert_at] + f"<p>{lead}</p>" + t.html[t.insert_at:]).replace(PLACEHOLDER, url)
+                html = (t.html[:t.insert_at] + f"<p>{lead}</p>{smear}" + t.html[t.insert_at:]).replace(PLACEHOLDER, url)
                 html = html.replace("<title>", f"<title>{title} | ", 1)
             else:
-                html = _generated_page(rng, title, lead)
+                html = _generated_page(rng, title, lead).replace("</article>", smear + "</article>", 1)
             body = html.encode("utf-8")
             sizes.append(len(body))
             http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8"),
@@ -141,6 +143,13 @@ class MemorySampler(threading.Thread):
                     self.worker_mb = max(self.worker_mb, _rss_mb(pid))
 
 
+def _verdict_digest(scores: list[tuple[str, float]]) -> str:
+    """A short hash of every (URL, score to 4 decimals): equal digests, equal verdicts."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(sorted(scores)).encode()).hexdigest()[:12]
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process and its waited-for children (pool workers; Ray's run under its raylet)."""
     import resource
@@ -159,22 +168,29 @@ def run_one(mode: str, workers: int, warc: Path, classifier: str, out: Path) -> 
     sampler.start()
     started = time.perf_counter()
     cpu_start = _cpu_seconds()
-    if mode == "sequential":
+    if mode in ("sequential", "sequential1"):
+        import hashlib
+
         from warcio.archiveiterator import ArchiveIterator
 
         from monitor import pageworker
         from monitor.classifier.registry import load_classifier
-        from monitor.backfill.sources import read_shard  # noqa: F401  (same imports cost as the engines)
         from monitor.models import Fetched
         from monitor.scoring import classify_articles
-        import hashlib
 
         model = load_classifier(classifier)
+        if mode == "sequential1" and "torch" in sys.modules:   # the loop as a single-core job would run it
+            import torch
+
+            torch.set_num_threads(1)
+        first = (time.perf_counter(), 0)   # steady state: after the classifier is loaded
         records = flagged = 0
         batch: list[Any] = []
+        scores: list[tuple[str, float]] = []
 
-        def flush() -> int:
+        def flush() -> int:  # classify the batch, recording every verdict
             results = classify_articles(model, [(a.title, a.text) for a in batch])
+            scores.extend((a.url, round(r.score, 4)) for a, r in zip(batch, results))
             batch.clear()
             return sum(r.stigmatising for r in results)
 
@@ -197,15 +213,29 @@ def run_one(mode: str, workers: int, warc: Path, classifier: str, out: Path) -> 
         if batch:
             flagged += flush()
         seconds = time.perf_counter() - started
+        digest = _verdict_digest(scores)
     else:
         from monitor.backfill.engines import run_backfill
 
-        summary = run_backfill([warc], out, classifier, mode, workers, redo=True)
+        marks: list[tuple[float, int]] = []
+
+        def progress(summary: Any) -> None:   # the first rows back mark the end of start-up
+            if not marks and summary.records:
+                marks.append((time.perf_counter(), summary.records))
+
+        summary = run_backfill([warc], out, classifier, mode, workers, redo=True, progress=progress)
+        first = marks[0] if marks else (started, 0)
         records, flagged, seconds = summary.records, summary.flagged, time.perf_counter() - started
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(summary.outputs[0], columns=["url", "score"]).to_pylist()
+        digest = _verdict_digest([(r["url"], round(r["score"], 4)) for r in rows if r["score"] is not None])
+    steady = (records - first[1]) / (started + seconds - first[0]) if started + seconds > first[0] else 0.0
     cpu = _cpu_seconds() - cpu_start
     sampler.stop.set()
     sampler.join()
-    return {"mode": mode, "workers": workers, "records": records, "flagged": flagged, "seconds": seconds, "cpu_s": cpu,
+    return {"mode": mode, "workers": workers, "records": records, "flagged": flagged, "verdicts": digest,
+            "seconds": seconds, "cpu_s": cpu, "steady_rate": steady, "startup_s": first[0] - started,
             "rate": records / seconds, "driver_mb": sampler.driver_mb, "worker_mb": sampler.worker_mb}
 
 
@@ -227,11 +257,15 @@ def section(info: dict[str, Any], results: list[dict[str, Any]], classifier: str
     rows = []
     for r in results:
         label = {"sequential": "sequential loop (warcio → `process_page` → `classify_articles`, one process)",
+                 "sequential1": "the same loop, torch on 1 thread",
                  "local": f"`--engine local --workers {r['workers']}`",
                  "ray": f"`--engine ray --workers {r['workers']}` (Ray started on this machine)"}[r["mode"]]
-        worker = f"{r['worker_mb']:.0f} MB" if r["mode"] != "sequential" and r["worker_mb"] else "—"
+        worker = f"{r['worker_mb']:.0f} MB" if r["worker_mb"] else "—"
+        cpu = f"{r['cpu_s'] / r['records'] * 1000:.0f} ms" if r["mode"] != "ray" else "—"
+        worker = worker if not r["mode"].startswith("sequential") else "—"
         rows.append(f"| {label} | {r['records']} | {r['seconds']:.1f} s | {r['rate']:.2f} | "
-                    f"**{r['rate'] / base['rate']:.2f}×** | {r['driver_mb']:.0f} MB | {worker} |")
+                    f"**{r['rate'] / base['rate']:.2f}×** | {r['startup_s']:.1f} s | {r['steady_rate']:.2f} | "
+                    f"**{r['steady_rate'] / base['steady_rate']:.2f}×** | {cpu} | {r['driver_mb']:.0f} MB | {worker} |")
     pages = (f"{info['real_pages']} real Spanish news pages (../shared/data/extraction/trafilatura_es) as templates"
              if info["real_pages"] else "generated ~60 KB pages (the real-page data set was absent)")
     text = (
@@ -243,9 +277,13 @@ def section(info: dict[str, Any], results: list[dict[str, Any]], classifier: str
         f"organisation; page sizes min/median/max {info['size_min'] // 1000}/{info['size_median'] // 1000}/"
         f"{info['size_max'] // 1000} KB. Each configuration runs in its own process, one after the other, timed end "
         f"to end (classifier load, worker and Ray start-up included). Peak memory: the largest resident set of the "
-        f"driver and of any one worker process (sampled every 0.2 s).\n\n"
-        "| run | records | wall | records/s | vs sequential | peak driver | peak per worker |\n"
-        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+        f"driver and of any one worker process (sampled every 0.2 s). Start-up: until the classifier is loaded (sequential) or the first rows come back "
+        f"(engines: worker or Ray start-up, classifier loads, first batch); steady: records/s after it, what a long "
+        f"backfill sees. CPU per record: user + system time of the "
+        f"process and its pool workers (start-up included; Ray's workers are not its children: not counted).\n\n"
+        "| run | records | wall | records/s | vs sequential | start-up | steady records/s | vs sequential | "
+        "CPU per record | peak driver | peak per worker |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
     if notes:
         text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
@@ -254,11 +292,12 @@ def section(info: dict[str, Any], results: list[dict[str, Any]], classifier: str
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--records", type=int, default=240)
+    parser.add_argument("--records", type=int, default=400)
     parser.add_argument("--classifier", default="stigma-v2")
+    parser.add_argument("--repeat", type=int, default=1, help="run each configuration N times (interleaved), keep the fastest")
     parser.add_argument("--quick", action="store_true", help="60 records, no doc")
     parser.add_argument("--no-doc", action="store_true")
-    parser.add_argument("--one", choices=["sequential", "local", "ray"], help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=["sequential", "sequential1", "local", "ray"], help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--warc", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -272,23 +311,31 @@ def main(argv: list[str] | None = None) -> None:
         warc = Path(tmp) / "bench.warc.gz"
         info = build_warc(warc, records)
         print(f"WARC: {info}", file=sys.stderr)
-        results, notes = [], []
-        plan = [("sequential", 1), ("local", 1), ("local", 2), ("ray", 2)]
+        notes: list[str] = []
+        plan = [("sequential", 1), ("sequential1", 1), ("local", 1), ("local", 2), ("ray", 2)]
         try:
             import ray  # noqa: F401
         except ImportError:
             plan.pop()
             notes.append("Ray row skipped: the `scale` extra is not installed (`make scale`).")
-        for mode, workers in plan:
-            result = in_subprocess(mode, workers, warc, args.classifier, Path(tmp) / f"out-{mode}-{workers}")
-            if result is not None:
-                print(json.dumps(result), file=sys.stderr)
-                results.append(result)
-    counts = {r["flagged"] for r in results}
-    if len(counts) > 1:
-        notes.append(f"flagged counts differ between runs: {sorted(counts)}")
+        best: dict[tuple[str, int], dict[str, Any]] = {}
+        for _round in range(max(1, args.repeat)):
+            for mode, workers in plan:
+                result = in_subprocess(mode, workers, warc, args.classifier, Path(tmp) / f"out-{mode}-{workers}")
+                if result is not None:
+                    print(json.dumps(result), file=sys.stderr)
+                    if (mode, workers) not in best or result["seconds"] < best[(mode, workers)]["seconds"]:
+                        best[(mode, workers)] = result
+        results = [best[k] for k in plan if k in best]
+        if args.repeat > 1:
+            notes.append(f"Each configuration ran {args.repeat} times, interleaved; the table keeps the fastest run.")
+    digests = {(r["flagged"], r["verdicts"]) for r in results}
+    if len(digests) > 1:
+        notes.append(f"verdicts differ between runs (flagged, digest): {sorted(digests)}")
     else:
-        notes.append(f"Every run flagged the same {counts.pop()} records (same verdicts).")
+        flagged, digest = digests.pop()
+        notes.append(f"Same verdicts in every run: {flagged} records flagged, every score to 4 decimals equal "
+                     f"(digest {digest}).")
     text = section(info, results, args.classifier, load, notes)
     print(text)
     if not (args.quick or args.no_doc):

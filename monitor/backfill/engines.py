@@ -22,6 +22,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from .stages import BATCH_SIZE, load_classifier_once, process_records
 
 LOGGER = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
+READ_CPUS = 0.25          # Ray: a shard reader mostly waits on I/O and gunzip
+BLOCK_BYTES = 1 << 20     # Ray: blocks of about one batch of pages
+CLASSIFY_CPUS = 0.99      # Ray: one core per classifier actor; not 1, so that Ray never fuses it with extraction
 
 
 @dataclass
@@ -232,10 +236,14 @@ def _run_local(todo: list[Path], out: Path, classifier: str, workers: int, model
                 settle(3 * workers)
             pending.append((writer, None))
         settle(0)
-    except BaseException:
+    except BaseException as e:
         for writer in open_writers:
             writer.abort()
         pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(e, BrokenProcessPool):
+            raise MonitorError(f"a backfill worker process died (out of memory? killed?) while working on "
+                               f"{open_writers[0].path.name if open_writers else 'a shard'}; rerun the same command: "
+                               f"finished shards are kept, unfinished ones start over") from None
         raise
     pool.shutdown(wait=True)
 
@@ -278,12 +286,12 @@ def _record_schema():  # type: ignore[no-untyped-def]
 
 
 def _read_shards(batch, hosts: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
-    """Ray task: the records of each shard in the batch, 64 at a time (a generator: bounded memory)."""
+    """Ray task: the records of each shard in the batch, one block per classifier batch (a generator: bounded memory)."""
     import pyarrow as pa
 
     schema = _record_schema()
     for path in batch.column("path").to_pylist():
-        for records in _batches(read_shard(path, hosts), 64):
+        for records in _batches(read_shard(path, hosts), BATCH_SIZE):
             yield pa.Table.from_pylist([_record_dict(r) for r in records], schema=schema)
 
 
@@ -334,12 +342,17 @@ def _run_ray(todo: list[Path], out: Path, classifier: str, workers: int, address
     started_here = not ray.is_initialized()
     if started_here:
         # each worker: one extraction slot and one classifier actor, hence 2 logical CPUs per worker locally
-        ray.init(address=address, num_cpus=None if address else 2 * workers, include_dashboard=False,
+        ray.init(address=address, num_cpus=None if address else 2 * workers + 1, include_dashboard=False,
                  log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}} if not address else None)
+                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
+                 if not address and os.environ.get("PYTHONPATH") else None)
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True   # rows reach each shard in file order
+        # Ray Data buffers a task's output up to target_max_block_size (128 MiB) before passing it on: a
+        # whole shard would become one block, extracted by one task and classified by one actor. Small
+        # blocks (about one batch of pages) spread a shard over every actor and stream rows back.
+        context.target_max_block_size = BLOCK_BYTES
         context.enable_progress_bars = False
         window = max(1, 2 * workers)
         for start in range(0, len(todo), window):
@@ -354,12 +367,16 @@ def _ray_window(ray, sources: list[Path], out: Path, classifier: str, workers: i
                 gpus_per_worker: float, model_dir: str | None, tracker: _Tracker, hosts: tuple[str, ...]) -> None:
     writers = {str(s): shard_io.ShardWriter(out, s, classifier, hosts) for s in sources}
     try:
+        # Different CPU requests keep Ray from fusing the three steps into one (fused, one shard would be
+        # read, extracted and classified by a single actor): reading is light, extraction takes a core
+        # per task, each classifier actor a core (or its GPUs).
         ds = ray.data.from_items([{"path": str(s)} for s in sources], override_num_blocks=len(sources))
-        ds = ds.map_batches(_read_shards, batch_size=1, batch_format="pyarrow", fn_kwargs={"hosts": tuple(hosts)})
-        ds = ds.map_batches(_extract, batch_size=BATCH_SIZE, batch_format="pyarrow")
+        ds = ds.map_batches(_read_shards, batch_size=1, batch_format="pyarrow", fn_kwargs={"hosts": tuple(hosts)},
+                            num_cpus=READ_CPUS)
+        ds = ds.map_batches(_extract, batch_size=BATCH_SIZE, batch_format="pyarrow", num_cpus=1)
         ds = ds.map_batches(_Classify, fn_constructor_args=(classifier, model_dir, 1, gpus_per_worker > 0),
-                            concurrency=workers, batch_size=BATCH_SIZE, batch_format="pyarrow",
-                            num_gpus=gpus_per_worker or None)
+                            compute=ray.data.ActorPoolStrategy(size=workers), batch_size=BATCH_SIZE,
+                            batch_format="pyarrow", num_cpus=CLASSIFY_CPUS, num_gpus=gpus_per_worker or None)
         for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             rows = table.to_pylist()
             for source, part in _by_source(rows).items():
