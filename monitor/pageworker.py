@@ -64,10 +64,14 @@ def process_page(fetched: Fetched, warc_software: str | None = None, pack: bool 
         article = extract_article(decode_body(fetched), fetched.final_url, author_hint)
     except (ExtractError, FetchError) as e:
         return PageResult(None, str(e), **packed)
+    return PageResult(article, None, *fingerprints(article), **packed)
+
+
+def fingerprints(article: Article) -> tuple[str, bytes, tuple[str, ...]]:
+    """The dedup keys of an article: exact-copy fingerprint, MinHash signature, LSH band keys."""
     body = body_without_headline(article.text, article.title)
     signature = HASHER.signature(body)
-    return PageResult(article, None, dedup.content_fingerprint(body), HASHER.to_bytes(signature),
-                      tuple(HASHER.band_keys(signature)), **packed)
+    return dedup.content_fingerprint(body), HASHER.to_bytes(signature), tuple(HASHER.band_keys(signature))
 
 
 def body_without_headline(text: str, title: str) -> str:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import sqlite_utils
 import trafilatura
@@ -22,23 +22,13 @@ from .feeds import parse_feed
 from .fetch import Fetcher, decode_body
 from .hostqueue import run_by_host
 from .listings import parse_listing, parse_sitemap
-from .models import Classification, Fetched, ParsedFeed
+from .models import Fetched, ParsedFeed
+from .scoring import Classifier, classify_articles
 from .sections import classify_section
 from .urls import canonical_url
 
 LOGGER = logging.getLogger(__name__)
 EXTRACTOR = f"trafilatura {trafilatura.__version__}"
-
-
-class Classifier(Protocol):
-    """What the pipeline needs from a classifier."""
-
-    model_id: str
-    model_version: str
-
-    def classify(self, texts: list[str]) -> list[Classification]:
-        """Classify texts, one result per text, same order."""
-        ...
 
 
 @dataclass
@@ -280,7 +270,7 @@ def _fetch_pages(db: sqlite_utils.Database, fetcher: Fetcher, config: Config, su
             LOGGER.exception("page %s: unexpected error", entry["url"])
             store.entry_failed(db, summary.run_id, entry, "fetch", "internal", f"{type(e).__name__}: {e}")
             continue
-        facts = _page_facts(db, entry, fetched, result)
+        facts = page_facts(db, entry, fetched.final_url, result)
         warc = evidence.write(fetched, result.warc)  # the WARC copy first: a record without a row is harmless
         _capture_id, stored = store.store_page(db, summary.run_id, entry, fetched, result.article, result.error,
                                                EXTRACTOR, facts, warc, body_gz=result.body_gz)
@@ -303,8 +293,8 @@ def _fetch_and_process(fetcher: Fetcher, url: str, pool: Any, warc_software: str
         return fetched, pageworker.process_page(fetched, warc_software, author_hint=author)
 
 
-def _page_facts(db: sqlite_utils.Database, entry: dict[str, Any], fetched: Fetched,
-                result: pageworker.PageResult) -> store.PageFacts:
+def page_facts(db: sqlite_utils.Database, entry: dict[str, Any], final_url: str,
+               result: pageworker.PageResult) -> store.PageFacts:
     """Section and columnist, and whether the page repeats an article already stored.
 
     - the same canonical URL (``<link rel=canonical>``, tracking parameters and AMP removed) or
@@ -315,11 +305,11 @@ def _page_facts(db: sqlite_utils.Database, entry: dict[str, Any], fetched: Fetch
     article = result.article
     if article is None:
         return store.PageFacts(section=entry.get("section") or "news", columnist=entry.get("feed_columnist") or "")
-    section, columnist = classify_section(entry.get("section") or "news", fetched.final_url, article.author,
+    section, columnist = classify_section(entry.get("section") or "news", final_url, article.author,
                                           entry.get("feed_columnist") or "")
     base = store.PageFacts(section=section, columnist=columnist, fingerprint=result.fingerprint,
                            signature=result.signature, bands=result.bands)
-    canonical = canonical_url(article.canonical_url or fetched.final_url)
+    canonical = canonical_url(article.canonical_url or final_url)
     same = store.article_by_canonical_url(db, canonical)
     if same and same != entry["article_id"]:
         return replace(base, same_as=same)
@@ -344,9 +334,8 @@ def classify_pending(db: sqlite_utils.Database, classifier: Classifier, summary:
     rows = list(store.articles_to_classify(db, classifier.model_id, classifier.model_version))
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
-        texts = [_article_text(r) for r in batch]
         try:
-            results = classifier.classify(texts)
+            results = classify_articles(classifier, [(r.get("title"), r["text"]) for r in batch])
         except Exception as e:
             LOGGER.exception("classification batch failed")
             for r in batch:  # one failure row per article left unclassified; a later run retries them
@@ -354,29 +343,8 @@ def classify_pending(db: sqlite_utils.Database, classifier: Classifier, summary:
                                      f"article {r['id']}: {type(e).__name__}: {e}")
             continue
         for row, result in zip(batch, results):
-            store.store_classification(db, row["id"], row["text_sha256"], _shift_to_text(result, row), row["version_id"])
+            store.store_classification(db, row["id"], row["text_sha256"], result, row["version_id"])
             summary.classified += 1
             summary.flagged += int(result.stigmatising)
         progress("classify", min(start + batch_size, len(rows)), len(rows))
     return summary
-
-
-def _article_text(row: dict[str, Any]) -> str:
-    # The title is scored with the body: headlines carry smears too. Offsets are shifted back below.
-    title = (row.get("title") or "").strip()
-    return f"{title}\n\n{row['text']}" if title else row["text"]
-
-
-def _shift_to_text(result: Classification, row: dict[str, Any]) -> Classification:
-    """Make passage offsets point into ``articles.text`` (the title prefix is dropped)."""
-    title = (row.get("title") or "").strip()
-    if not title:
-        return result
-    shift = len(title) + 2
-    # A passage inside the title becomes -1 (the headline); one that runs from the title into the
-    # body is clipped to its body part, so the text can still be highlighted.
-    passages = tuple(
-        replace(p, start=max(0, p.start - shift), end=p.end - shift) if p.end > shift else replace(p, start=-1, end=-1)
-        for p in result.passages
-    )
-    return replace(result, passages=passages)

@@ -99,8 +99,14 @@ class TransformerClassifier:
         self.batch_size = batch_size
         self.watchlist = Watchlist.load(spec.watchlist) if spec.watchlist else None
         self.gate = spec.relevance_gate()
+        self.device = torch.device("cpu")
         card = self.weights / "card.json"
         self.card: dict[str, Any] = json.loads(card.read_text()) if card.is_file() else {}
+
+    def to_device(self, device: str) -> None:
+        """Run the model on ``device`` ("cuda" in a backfill's GPU actors); tokenising and verdicts stay on the CPU."""
+        self.device = torch.device(device)
+        self.model = self.model.to(self.device)
 
     # -- token counting and passages ---------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -122,8 +128,9 @@ class TransformerClassifier:
             idx = order[start:start + self.batch_size]
             enc = self.tokenizer([self.spec.input_prefix + texts[i] for i in idx], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
-            pooled = self.model.pool(enc["input_ids"], enc["attention_mask"])
-            probs = self.model.probabilities(self.model.head(pooled))  # eval mode: dropout is the identity
+            pooled = self.model.pool(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
+            probs = {k: v.cpu() for k, v in self.model.probabilities(self.model.head(pooled)).items()}  # eval: no dropout
+            pooled = pooled.cpu()   # no-ops on the CPU; from a GPU (a backfill's GPU actors) the verdicts come back here
             vectors = embedding_bytes(pooled)
             for row, i in enumerate(idx):
                 results[i] = {

@@ -4,7 +4,7 @@ Errors are turned into messages in ``main.MonitorGroup`` only. Importing this pa
 every subcommand on ``cli``.
 """
 
-from . import backups, campaigns, classifier, configuration, crawling, evidence, serving  # noqa: F401  (register commands)
+from . import backfill, backups, campaigns, classifier, configuration, crawling, evidence, serving  # noqa: F401  (register commands)
 from .main import cli
 
 __all__ = ["cli"]

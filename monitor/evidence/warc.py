@@ -207,11 +207,36 @@ def read_span(path: Path, offset: int, length: int) -> bytes:
 
 def responses(stream: io.BufferedIOBase | io.BytesIO) -> Iterator[tuple[str, str, str]]:
     """``(target URI, WARC-Payload-Digest, SHA-256 of the stored payload)`` of every response record."""
+    for uri, digest, payload in response_payloads(stream):
+        yield uri, digest, hashlib.sha256(payload).hexdigest()
+
+
+def response_payloads(stream: io.BufferedIOBase | io.BytesIO) -> Iterator[tuple[str, str, bytes]]:
+    """``(target URI, WARC-Payload-Digest, stored payload)`` of every response record."""
     for record in ArchiveIterator(stream):
         if record.rec_type == "response":
             payload = record.raw_stream.read()
             yield (record.rec_headers.get_header("WARC-Target-URI"),
-                   record.rec_headers.get_header("WARC-Payload-Digest") or "", hashlib.sha256(payload).hexdigest())
+                   record.rec_headers.get_header("WARC-Payload-Digest") or "", payload)
+
+
+def digest_matches(label: str, payload: bytes) -> bool:
+    """Whether a WARC digest header (``sha256:`` or ``sha1:``, base32 or hex) is the digest of ``payload``.
+
+    The monitor writes SHA-256; archives made by other tools (Common Crawl, Heritrix, the
+    Internet Archive, warcio's default) write SHA-1. Backfilled captures keep the archive's own.
+    """
+    algo, _, value = label.partition(":")
+    algo = algo.lower().replace("-", "")
+    if algo not in ("sha256", "sha1") or not value:
+        return False
+    digest = hashlib.new(algo, payload).digest()
+    try:
+        expected = bytes.fromhex(value) if re.fullmatch(r"[0-9a-fA-F]+", value) and len(value) == 2 * len(digest) \
+            else base64.b32decode(value.upper())
+    except ValueError:
+        return False
+    return expected == digest
 
 
 def _reason(status: int) -> str:

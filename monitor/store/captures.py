@@ -20,6 +20,7 @@ __all__ = ['PageFacts',
            'article_by_canonical_url',
            'articles_to_recheck',
            'articles_with_fingerprint',
+           'capture_of',
            'capture_body',
            'compress',
            'record_check',
@@ -146,6 +147,22 @@ def store_page(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], fe
                 "error_type": "extract", "message": extract_error[:2000], "occurred_at": now,
             })
     return capture_id, stored
+
+
+def capture_of(db: sqlite_utils.Database, final_url: str, sha256: str,
+               captured_at: str | None = None) -> dict[str, Any] | None:
+    """A stored capture of these bytes from this URL (at this time, when given), with its article's text hash.
+
+    How a backfill merge recognises a record it (or a crawl) stored already.
+    """
+    sql = ("SELECT c.id AS capture_id, c.article_id, a.text_sha256 FROM captures c "
+           "LEFT JOIN articles a ON a.id = c.article_id WHERE c.sha256 = ? AND c.final_url = ?")
+    params = [sha256, final_url]
+    if captured_at is not None:
+        sql += " AND c.captured_at = ?"
+        params.append(captured_at)
+    rows = list(db.query(sql + " ORDER BY c.id LIMIT 1", params))
+    return rows[0] if rows else None
 
 
 def article_by_canonical_url(db: sqlite_utils.Database, url: str) -> str | None:

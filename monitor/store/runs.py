@@ -18,6 +18,7 @@ __all__ = ['add_entries',
            'feed_health',
            'feed_state',
            'feeds_backing_off',
+           'failure_recorded',
            'finish_run',
            'interrupted_schedules',
            'pending_entries',
@@ -100,6 +101,12 @@ def record_failure(db: sqlite_utils.Database, run_id: int | None, stage: str, er
             "run_id": run_id, "stage": stage, "feed_id": feed_id, "url": url,
             "error_type": error_type, "message": message[:2000], "occurred_at": utc_now(),
         })
+
+
+def failure_recorded(db: sqlite_utils.Database, stage: str, url: str, message: str) -> bool:
+    """Whether this failure (stage, URL or ``file@offset``, message) is already recorded by any run."""
+    return db.execute("SELECT 1 FROM failures WHERE stage = ? AND url = ? AND message = ? LIMIT 1",
+                      [stage, url, message[:2000]]).fetchone() is not None
 
 
 # --- feeds -----------------------------------------------------------------------------------
