@@ -64,7 +64,7 @@ test-scale: model scale
 	$(PY) -m pytest -m ray
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not ray"
 
 benchmarks: model
 	$(PY) benchmarks/classifier_speed.py

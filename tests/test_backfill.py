@@ -131,6 +131,12 @@ def test_provenance_is_the_archive_record(archive: dict[str, Any], local_run: di
         assert digest.startswith("sha1:") and r["sha256"] == hashlib.sha256(bodies[r["final_url"]]["body"]).hexdigest()
     custody = db.execute("SELECT count(*) FROM custody WHERE action = 'capture' AND details LIKE '%demo-pages.warc.gz@%'")
     assert custody.fetchone()[0] == len(rows)
+    # verify-store reads every backfilled capture back from the archive's own record (SHA-1 digests there)
+    from monitor.evidence.storecheck import verify_store
+
+    report = verify_store(db)
+    assert report.ok, report.failures[:5]
+    assert report.warc_records == len(rows)
 
 
 def test_merge_twice_adds_nothing(archive: dict[str, Any], local_run: dict[str, Any]) -> None:
