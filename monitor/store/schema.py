@@ -469,3 +469,10 @@ def _m006(db: sqlite_utils.Database) -> None:
             WHERE c.article_id = NEW.article_id AND c.stigmatising = 1;
         END;
         """)
+
+
+@migration("failures by URL: the backfill merge records each bad archive record once")
+def _m007(db: sqlite_utils.Database) -> None:
+    # store.failure_recorded looks a bad record up by (URL or file@offset, stage) before recording
+    # it; without an index every lookup scanned the whole table (quadratic over a large backfill).
+    _run_script(db, "CREATE INDEX failures_url ON failures(url, stage);")
