@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -244,8 +245,30 @@ def _poll_one(fetcher: Fetcher, feed: Feed, headers: dict[str, str]) -> tuple[Fe
     return fetched, parse_feed(body, fetched.final_url, dict(fetched.headers))
 
 
+ALLOW_PRIVATE_STATE = "fetch.allow_private"
+
+
+def _requeue_if_allowed_now(db: sqlite_utils.Database, config: Config) -> None:
+    """A refused entry stays failed until ``defaults.allow_private`` changes; then it is tried again.
+
+    (Refusals are not retried run after run; an operator who allows an internal outlet expects its
+    entries to be fetched by the next crawl, not to re-queue them by hand.)
+    """
+    current = json.dumps(sorted(config.fetch.allow_private))
+    before = store.state_get(db, ALLOW_PRIVATE_STATE, "")
+    if before == current:
+        return
+    if before:   # the first run only records the list
+        n = store.requeue_refused_entries(db)
+        if n:
+            LOGGER.info("defaults.allow_private changed: %d refused entries queued again", n)
+    with store.atomic(db):
+        store.state_set(db, ALLOW_PRIVATE_STATE, current)
+
+
 def _fetch_pages(db: sqlite_utils.Database, fetcher: Fetcher, config: Config, summary: CrawlSummary,
                  progress: ProgressFn, should_stop: StopFn, evidence: Evidence) -> None:
+    _requeue_if_allowed_now(db, config)
     pending = store.pending_entries(db)
     workers = pageworker.worker_count(config.fetch.extract_workers)
     pool = pageworker.extraction_pool(workers) if len(pending) >= pageworker.MIN_PAGES_FOR_POOL else None

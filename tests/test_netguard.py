@@ -317,6 +317,13 @@ def test_an_outlet_cannot_turn_the_crawler_inward(make_server, db_path: Path) ->
     assert all(states[u] == "failed" for u in inward.values())
     crawl_once(db, config, None)
     assert internal.hits == {} and outlet.hits["/r/secret"] == 1
+    # ... until the operator allows the internal server: then the next crawl fetches them
+    from dataclasses import replace
+
+    allowed = replace(config, fetch=replace(config.fetch, allow_private=(outlet.allow, f"127.0.0.1:{port}")))
+    again = crawl_once(db, allowed, None)
+    assert internal.hits.get("/secret-a") == 1 and again.new_articles >= 1
+    assert db.execute("SELECT status FROM entries WHERE url = ?", [inward["127.0.0.1"]]).fetchone()[0] in ("done", "duplicate")
 
 
 def test_robots_txt_that_redirects_inward_is_refused(make_server, db_path: Path) -> None:

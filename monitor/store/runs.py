@@ -13,7 +13,7 @@ from ..models import Entry, Fetched
 from ..urls import article_id, canonical_url
 from .schema import TOOL
 
-__all__ = ['add_entries',
+__all__ = ['requeue_refused_entries', 'add_entries',
            'entry_failed',
            'feed_health',
            'feed_state',
@@ -197,6 +197,14 @@ def pending_entries(db: sqlite_utils.Database, max_attempts: int = 3) -> list[di
         "ORDER BY e.first_seen_at, e.url",
         [max_attempts],
     ))
+
+
+def requeue_refused_entries(db: sqlite_utils.Database) -> int:
+    """Put entries refused by the address policy back in the queue (after ``allow_private`` changed)."""
+    with db.conn:
+        cursor = db.execute("UPDATE entries SET status = 'pending', attempts = 0 "
+                            "WHERE status = 'failed' AND last_error LIKE '%: refused: %'")
+    return cursor.rowcount
 
 
 def entry_failed(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], stage: str, error_type: str,
