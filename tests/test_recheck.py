@@ -178,6 +178,8 @@ def test_stealth_edits_every_version_is_classified_and_alerted_once(make_server,
         assert page.status_code == 200
         assert page.text.count('class="version"') == 3 and "Texto mostrado: versión 1" in page.text
         assert "Estigmatización añadida en una edición" in page.text and "<mark" in page.text
+        verdict_score = db.execute("SELECT score FROM latest_classifications WHERE article_id = ?", [aid]).fetchone()[0]
+        assert f'<dd class="score">{verdict_score:.2f}</dd>' in page.text  # the verdict's score, not 0.00
 
     asyncio.run(desk())
 

@@ -309,8 +309,8 @@ async def article_page(request: Any, datasette: Any) -> Response:
     if detail is None:
         return Response.text("no such article", status=404)
     cls = detail["classification"] or {}
-    view = _decorate({**detail, "categories": cls.get("categories"), "top_category": cls.get("top_category"),
-                      "targets": cls.get("targets")})
+    view = _decorate({**detail, **{k: cls.get(k) for k in ("score", "categories", "top_category", "targets", "voice",
+                                                            "speaker", "speaker_is_official")}})
     view["segments"] = highlight_segments(detail["verdict_text"], detail["passages"])
     for v in view["text_versions"]:
         v["segments"] = highlight_segments(v["text"], v["passages"])
