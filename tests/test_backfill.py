@@ -287,3 +287,40 @@ def test_host_filter_keeps_only_those_hosts(archive: dict[str, Any], tmp_path: P
                      "--silent", feeds=archive["feeds"])
     assert result.exit_code == 0, result.output
     assert f"{len(archive['pages']) + 1} records" in result.output and "articles 36" in result.output
+
+
+def test_two_captures_of_one_page_with_a_smear_edited_in_become_a_classified_edit(tmp_path: Path) -> None:
+    """An archive's later capture with another text is an edit (article_versions + its own verdict), as a re-check."""
+    from tests.pages import article_html, story_text
+
+    clean = story_text(5)
+    smear = ("La organización Tlachinollan y sus supuestos defensores de derechos humanos son delincuentes "
+             "disfrazados de activistas que reciben dinero extranjero para desestabilizar al país.")
+    url = "https://diario.example/2019/reunion.html"
+    headers = [["Content-Type", "text/html; charset=utf-8"]]
+
+    def page(paragraphs: list[str], at: str) -> dict[str, Any]:
+        return {"final_url": url, "status": 200, "headers": headers, "captured_at": at,
+                "body": article_html("Reunión en la montaña", paragraphs).encode("utf-8")}
+
+    warc = write_warc(tmp_path / "two.warc.gz", [page(clean, "2019-05-01T10:00:00Z"),
+                                                 page(clean[:2] + [smear] + clean[2:], "2019-05-03T10:00:00Z"),
+                                                 page(clean, "2019-04-28T10:00:00Z")])   # older than both: a capture only
+    out, db_path = tmp_path / "out", tmp_path / "two.db"
+    assert run_cli("backfill", str(warc), "--workers", "1", "--out", str(out), "--silent").exit_code == 0
+    for _ in range(2):   # idempotent: the second merge adds nothing
+        merged = run_cli("backfill", "merge", str(out), db=db_path)
+        assert merged.exit_code == 0, merged.output
+    db = store.connect(db_path)
+    assert db.execute("SELECT count(*) FROM articles").fetchone()[0] == 1
+    aid = db.execute("SELECT id FROM articles").fetchone()[0]
+    versions = store.text_versions(db, aid)
+    assert [(v["at"][:10], v["classification"]["stigmatising"]) for v in versions] == [
+        ("2019-05-01", 0), ("2019-05-03", 1)]
+    assert [c["kind"] for c in store.smear_changes(versions)] == ["added"]
+    assert db.execute("SELECT count(*) FROM captures").fetchone()[0] == 3
+    assert db.execute("SELECT stigmatising, version_id FROM latest_classifications").fetchone()[0] == 1
+    assert "edits 1" in merged.output or "edits 0" in merged.output   # the second merge reports none
+    from monitor.evidence.storecheck import verify_store
+
+    assert verify_store(db).ok

@@ -47,6 +47,7 @@ class MergeSummary:
     captures: int = 0              # new captures stored
     articles: int = 0              # new articles stored
     already: int = 0               # records stored by an earlier merge (or crawl)
+    edits: int = 0                 # later captures of a stored article with another text (article_versions)
     classified: int = 0
     flagged: int = 0
     bad: int = 0                   # rows that were bad records (recorded in failures once)
@@ -57,7 +58,7 @@ class MergeSummary:
     def line(self) -> str:
         """The summary printed at the end."""
         return (f"merge (run {self.run_id}): {self.shards} shard(s), {self.rows} rows; new captures {self.captures}, "
-                f"new articles {self.articles}, already stored {self.already}; classified {self.classified}, "
+                f"new articles {self.articles}, edits {self.edits}, already stored {self.already}; classified {self.classified}, "
                 f"flagged {self.flagged}; bad records {self.bad}"
                 + (f"; new campaigns {self.campaigns}, alerts {self.alerts}" if self.campaigns or self.alerts else ""))
 
@@ -145,7 +146,7 @@ def _merge_row(db: sqlite_utils.Database, row: dict[str, Any], summary: MergeSum
     if existing is not None:
         summary.already += 1
         if verdict is not None and existing["text_sha256"] == text_sha:   # a merge cut between capture and verdict
-            _classify(db, existing["article_id"], text_sha, verdict, summary)
+            _classify(db, existing["article_id"], text_sha, verdict, summary, existing["version_id"])
         return
     body = gzip.decompress(row["body_gz"])
     captured_at = row["captured_at"] if row["captured_at"] and not is_text else utc_now()
@@ -166,6 +167,9 @@ def _merge_row(db: sqlite_utils.Database, row: dict[str, Any], summary: MergeSum
         warc = WarcRef(warc_dir=str(source.parent), warc_file=source.name, offset=row["offset"], length=row["length"],
                        response_length=row["length"], record_id=row["record_id"] or "",
                        payload_digest=row["payload_digest"] or _sha256_label(row["sha256"]))
+    if _stored_as_edit(db, row, facts.same_as or entry["article_id"], fetched, article, text_sha, warc, verdict,
+                       summary):
+        return
     _capture_id, stored = store.store_page(db, summary.run_id, entry, fetched, article, None, pipeline.EXTRACTOR,
                                            facts, warc, body_gz=row["body_gz"])
     summary.captures += 1
@@ -174,8 +178,33 @@ def _merge_row(db: sqlite_utils.Database, row: dict[str, Any], summary: MergeSum
         _classify(db, entry["article_id"], text_sha, verdict, summary)
 
 
-def _classify(db: sqlite_utils.Database, aid: str, text_sha: str, verdict: Any, summary: MergeSummary) -> None:
-    if store.store_classification(db, aid, text_sha, verdict):
+def _stored_as_edit(db: sqlite_utils.Database, row: dict[str, Any], aid: str, fetched: Fetched, article: Article,
+                    text_sha: str, warc: WarcRef | None, verdict: Any, summary: MergeSummary) -> bool:
+    """A later capture of a stored article with another text is an edit, recorded as a re-check would.
+
+    Archives often hold several captures of one page over time: a text that changed becomes an
+    ``article_versions`` row (new capture, diff) with its own verdict, so stealth edits found in
+    the past reach the desk, the alerts and dossiers like those a re-check finds. A capture older
+    than the newest stored text is attached to the article as a capture only (no version).
+    """
+    latest = store.latest_text(db, aid)
+    if latest is None or latest["text_sha256"] == text_sha or fetched.captured_at <= (latest["at"] or ""):
+        return False
+    from ..recheck import text_diff
+
+    capture_id = store.record_check(db, summary.run_id, latest, "changed", fetched.status,
+                                    f"backfill: {Path(row['source']).name}@{row['offset']}", fetched, article,
+                                    text_diff(latest["text"], article.text), warc)
+    summary.captures += 1
+    summary.edits += 1
+    if verdict is not None and capture_id is not None:
+        _classify(db, aid, text_sha, verdict, summary, store.version_of_capture(db, capture_id))
+    return True
+
+
+def _classify(db: sqlite_utils.Database, aid: str, text_sha: str, verdict: Any, summary: MergeSummary,
+              version_id: int | None = None) -> None:
+    if store.store_classification(db, aid, text_sha, verdict, version_id):
         summary.classified += 1
         summary.flagged += int(verdict.stigmatising)
 

@@ -15,7 +15,7 @@ from ..models import Article, Fetched, WarcRef
 from ..urls import canonical_url
 from .schema import TOOL
 
-__all__ = ['PageFacts',
+__all__ = ['latest_text', 'version_of_capture', 'PageFacts',
            'add_custody',
            'article_by_canonical_url',
            'articles_to_recheck',
@@ -151,12 +151,16 @@ def store_page(db: sqlite_utils.Database, run_id: int, entry: dict[str, Any], fe
 
 def capture_of(db: sqlite_utils.Database, final_url: str, sha256: str,
                captured_at: str | None = None) -> dict[str, Any] | None:
-    """A stored capture of these bytes from this URL (at this time, when given), with its article's text hash.
+    """A stored capture of these bytes from this URL (at this time, when given), with its text's hash.
+
+    ``text_sha256`` and ``version_id`` are those of the text extracted from this capture: the
+    article's first text, or the edit (``article_versions``) the capture brought.
 
     How a backfill merge recognises a record it (or a crawl) stored already.
     """
-    sql = ("SELECT c.id AS capture_id, c.article_id, a.text_sha256 FROM captures c "
-           "LEFT JOIN articles a ON a.id = c.article_id WHERE c.sha256 = ? AND c.final_url = ?")
+    sql = ("SELECT c.id AS capture_id, c.article_id, coalesce(v.text_sha256, a.text_sha256) AS text_sha256, "
+           "v.id AS version_id FROM captures c LEFT JOIN articles a ON a.id = c.article_id "
+           "LEFT JOIN article_versions v ON v.capture_id = c.id WHERE c.sha256 = ? AND c.final_url = ?")
     params = [sha256, final_url]
     if captured_at is not None:
         sql += " AND c.captured_at = ?"
@@ -216,6 +220,31 @@ def articles_to_recheck(db: sqlite_utils.Database, days: int, flagged_days: int,
                AND EXISTS (SELECT 1 FROM latest_classifications lc WHERE lc.article_id = a.id AND lc.stigmatising = 1))
         ORDER BY coalesce(a.last_checked_at, ''), a.first_seen_at LIMIT ?
         """, [f"-{int(days)} days", f"-{int(flagged_days)} days", int(limit)]))
+
+
+def latest_text(db: sqlite_utils.Database, article_id: str) -> dict[str, Any] | None:
+    """An article's newest text (its last edit, else the text first captured) and when it was captured.
+
+    The row has what :func:`record_check` needs to record a further edit: ``id``, ``text``,
+    ``text_sha256``, ``removed_at``, plus ``at`` (the capture time of that text).
+    """
+    rows = list(db.query(
+        """
+        SELECT a.id, a.removed_at, a.edits,
+               coalesce(v.text, a.text) AS text, coalesce(v.text_sha256, a.text_sha256) AS text_sha256,
+               coalesce(vc.captured_at, c.captured_at) AS at
+        FROM articles a JOIN captures c ON c.id = a.capture_id
+        LEFT JOIN article_versions v ON v.id = (SELECT max(id) FROM article_versions WHERE article_id = a.id)
+        LEFT JOIN captures vc ON vc.id = v.capture_id
+        WHERE a.id = ?
+        """, [article_id]))
+    return rows[0] if rows else None
+
+
+def version_of_capture(db: sqlite_utils.Database, capture_id: int) -> int | None:
+    """The ``article_versions`` row a capture brought (None: it brought no new text)."""
+    row = db.execute("SELECT id FROM article_versions WHERE capture_id = ?", [capture_id]).fetchone()
+    return int(row[0]) if row else None
 
 
 def record_check(db: sqlite_utils.Database, run_id: int, article: dict[str, Any], outcome: str,

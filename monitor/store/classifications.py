@@ -83,8 +83,8 @@ def text_versions(db: sqlite_utils.Database, article_id: str, model_id: str | No
                   model_version: str | None = None) -> list[dict[str, Any]]:
     """Every text of an article, oldest first, each with its verdict by one model and its flagged passages.
 
-    Version 0 is the text first captured; 1, 2 ... are the edits found by re-checks (each with its
-    capture and the diff from the text before). The model defaults to the one behind the
+    Version 0 is the text first captured; 1, 2 ... are the edits found by re-checks or in archives
+    (each with its capture, ``at`` = that capture's time, and the diff from the text before). The model defaults to the one behind the
     article's verdict (``latest_classifications``). ``classification`` is None for a text that
     model has not classified yet.
     """
@@ -99,8 +99,9 @@ def text_versions(db: sqlite_utils.Database, article_id: str, model_id: str | No
         "SELECT 0 AS no, NULL AS version_id, a.capture_id, coalesce(cp.captured_at, a.first_seen_at) AS at, a.title, "
         "a.text, a.text_sha256, '' AS diff FROM articles a LEFT JOIN captures cp ON cp.id = a.capture_id WHERE a.id = ?1 "
         "UNION ALL "
-        "SELECT row_number() OVER (ORDER BY v.id), v.id, v.capture_id, v.detected_at, v.title, v.text, v.text_sha256, "
-        "v.diff FROM article_versions v WHERE v.article_id = ?1 ORDER BY no", [article_id]))
+        "SELECT row_number() OVER (ORDER BY v.id), v.id, v.capture_id, coalesce(vc.captured_at, v.detected_at), v.title, "
+        "v.text, v.text_sha256, v.diff FROM article_versions v LEFT JOIN captures vc ON vc.id = v.capture_id "
+        "WHERE v.article_id = ?1 ORDER BY no", [article_id]))
     verdicts = {r["version_id"]: r for r in db.query(
         "SELECT * FROM classifications WHERE article_id = ? AND model_id = ? AND model_version = ?",
         [article_id, model_id, model_version])}
