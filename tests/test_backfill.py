@@ -93,6 +93,7 @@ def test_provenance_is_the_archive_record(archive: dict[str, Any], local_run: di
     from warcio.archiveiterator import ArchiveIterator
 
     index = {}
+    stopped: Exception | None = None
     with open(archive["warc"], "rb") as f:
         it = ArchiveIterator(f)
         try:
@@ -103,8 +104,9 @@ def test_provenance_is_the_archive_record(archive: dict[str, Any], local_run: di
                     date = record.rec_headers.get_header("WARC-Date")
                     record.raw_stream.read()
                     index[uri] = (it.get_record_offset(), it.get_record_length(), digest, date)
-        except Exception:   # warcio stops at the truncated member; the page after it is checked by re-reading below
-            pass
+        except Exception as e:   # warcio stops at the truncated member; the page after it is checked by re-reading below
+            stopped = e
+    assert stopped is not None, "the archive's truncated gzip member must stop a plain warcio reader"
     last = archive["pages"][-1]["final_url"]
     assert last not in index
     db0 = store.connect(local_run["db"])
