@@ -34,7 +34,7 @@ from typing import Any
 from .. import __version__, store
 from ..errors import MonitorError
 from ..fetch import utc_now
-from .warc import candidate_folders
+from .warc import locate
 
 FORMAT = "smear-monitor-backup/1"
 MANIFEST = "manifest.json"
@@ -238,10 +238,8 @@ def _backup(db_file: Path, dest: Path, progress: Progress) -> BackupResult:
 
 
 def _find(span: dict[str, Any], db_file: Path, relocations: dict[str, str]) -> Path | None:
-    for folder in candidate_folders(span["warc_dir"], db_file, relocations):
-        if (folder / span["warc_file"]).is_file():
-            return (folder / span["warc_file"]).resolve()
-    return None
+    path = locate(span["warc_dir"], span["warc_file"], db_file, relocations)
+    return path.resolve() if path else None
 
 
 def _fsync_dir(path: Path) -> None:

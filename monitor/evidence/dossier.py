@@ -35,7 +35,7 @@ from ..classifier.registry import CATEGORIES
 from ..classifier.targets import Target, Watchlist, fold
 from ..errors import MonitorError
 from ..highlight import highlight_segments
-from .warc import candidate_folders, read_span
+from .warc import locate, read_span
 
 LANGS = ("es", "en")
 CATEGORY_THRESHOLD = 0.4   # a category counts for an item at this score (as in classifier/reviews.py)
@@ -215,12 +215,8 @@ def _warc_span(db: sqlite_utils.Database, capture: dict[str, Any]) -> bytes | No
     """The capture's WARC records, from the folder they were written to, restored to, or ``<db>.warc/``."""
     if not capture["warc_file"]:
         return None
-    db_file = store.database_file(db)
-    for folder in candidate_folders(capture["warc_dir"], db_file, store.warc_relocations(db)):
-        path = folder / capture["warc_file"]
-        if path.is_file():
-            return read_span(path, capture["record_offset"], capture["record_length"])
-    return None
+    path = locate(capture["warc_dir"], capture["warc_file"], store.database_file(db), store.warc_relocations(db))
+    return read_span(path, capture["record_offset"], capture["record_length"]) if path else None
 
 
 def _versions(db: sqlite_utils.Database, row: dict[str, Any]) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ import sqlite_utils
 from warcio.archiveiterator import ArchiveIterator
 
 from .. import store
-from .warc import candidate_folders, digest_matches, read_span
+from .warc import candidate_folders, digest_matches, locate, read_span
 
 Progress = Callable[[str, int, int], None]
 
@@ -146,9 +146,9 @@ def _check_capture(row: dict[str, Any], db_file: Path | None, relocations: dict[
         return
     report.warc_records += 1
     where = f"capture {cid}: WARC {row['warc_file']} offset {row['record_offset']}"
-    folders = candidate_folders(row["warc_dir"], db_file, relocations)
-    path = next((f / row["warc_file"] for f in folders if (f / row["warc_file"]).is_file()), None)
+    path = locate(row["warc_dir"], row["warc_file"], db_file, relocations)
     if path is None:
+        folders = candidate_folders(row["warc_dir"], db_file, relocations)
         report.failures.append(f"{where}: file missing (looked in {', '.join(str(f) for f in folders)})")
         return
     where = f"capture {cid}: WARC {path} offset {row['record_offset']}"

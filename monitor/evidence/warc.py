@@ -93,6 +93,13 @@ def candidate_folders(recorded_dir: str, db_file: Path | None, relocations: dict
     return folders
 
 
+def locate(recorded_dir: str, warc_file: str, db_file: Path | None,
+           relocations: dict[str, str] | None = None) -> Path | None:
+    """The WARC file a ``warc_records`` row names, in the first of :func:`candidate_folders` holding it."""
+    return next((f / warc_file for f in candidate_folders(recorded_dir, db_file, relocations)
+                 if (f / warc_file).is_file()), None)
+
+
 class WarcStore:
     """Appends capture records to rotating WARC files in one folder."""
 
